@@ -1,0 +1,86 @@
+// natsgw/connection_options.h: how a Connection reaches NATS and behaves at
+// its limits.
+//
+//   natsgw::ConnectionOptions options;
+//   options.servers = {"nats://nats-0:4222", "nats://nats-1:4222"};
+//   options.name = "user-service";
+//   options.registry = registry;            // prometheus::Registry to fill
+//   options.logger = std::make_shared<natsgw::StderrLogger>();
+//   auto conn = natsgw::Connection::Create(options);
+//
+// Thread-safety: a value type.
+#ifndef NATSGW_CONNECTION_OPTIONS_H_
+#define NATSGW_CONNECTION_OPTIONS_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "natsgw/logger.h"
+#include "natsgw/validation.h"
+
+namespace prometheus {
+class Registry;
+}  // namespace prometheus
+
+namespace natsgw {
+
+struct ReconnectPolicy {
+  // Whether to reconnect at all after losing the server.
+  bool enabled = true;
+  // Attempts per server before giving up and closing; -1 means forever.
+  int max_attempts = -1;
+  // Pause between attempts against the same server, plus up to `jitter`.
+  absl::Duration wait = absl::Milliseconds(250);
+  absl::Duration jitter = absl::Milliseconds(100);
+  // Publishes made while reconnecting are buffered up to this many bytes and
+  // sent after reconnecting; beyond it Publish fails with RESOURCE_EXHAUSTED.
+  size_t buffer_bytes = 8 << 20;
+};
+
+struct ConnectionOptions {
+  // Server URLs ("nats://host:port"); the connection picks among them and
+  // fails over between them. Servers announced by the cluster are added.
+  std::vector<std::string> servers = {"nats://127.0.0.1:4222"};
+  // Client name shown by the server's monitoring endpoints (/connz).
+  std::string name;
+  // Time allowed to establish the TCP connection and NATS handshake.
+  absl::Duration connect_timeout = absl::Seconds(2);
+  // If true, Create() succeeds even when no server is reachable yet and the
+  // connection keeps trying in the background (sends fail with UNAVAILABLE
+  // until then). If false, Create() fails with UNAVAILABLE.
+  bool retry_on_failed_connect = false;
+  ReconnectPolicy reconnect;
+  // Liveness check: a PING every `ping_interval`; after `max_pings_out`
+  // unanswered ones the server is considered gone and reconnection starts.
+  // nats.c's default (2 min x 2) notices a hung server only after minutes.
+  absl::Duration ping_interval = absl::Seconds(5);
+  int max_pings_out = 2;
+
+  // Fire-and-forget publishes are coalesced into few socket writes (nats.c's
+  // flusher, up to 1 ms or 32 KiB) on their own NATS connection, while
+  // requests and replies go out at once on a second one. Set to false to use a
+  // single connection that sends every message immediately (one write per
+  // message; strict ordering between publishes and requests). See
+  // README.md "Latency and batching".
+  bool batch_publishes = true;
+
+  // Size limits checked before anything is sent.
+  MessageLimits limits;
+
+  // Metrics are recorded here (families natsgw_*). If null, a private registry
+  // is created; reach it through Connection::registry().
+  std::shared_ptr<prometheus::Registry> registry;
+  // Distinct subject label values per metric family before further subjects
+  // are recorded as "_other" (guards against subjects that embed IDs).
+  size_t max_metric_subjects = 256;
+
+  // Diagnostics sink. If null, diagnostics are discarded.
+  std::shared_ptr<Logger> logger;
+};
+
+}  // namespace natsgw
+
+#endif  // NATSGW_CONNECTION_OPTIONS_H_

@@ -1,0 +1,56 @@
+// natsgw/send_options.h: per-call options for Connection::Publish and
+// Connection::Request, and what a send reports back.
+//
+//   natsgw::PublishOptions opts;
+//   opts.headers.Add("Tenant", "acme");
+//   opts.message_id = "order-1234-created";   // deterministic, for dedup
+//   absl::StatusOr<natsgw::SendInfo> sent = conn->Publish(subject, bytes,
+//   opts); if (sent.ok()) std::cout << sent->trace.TraceIdHex();
+//
+// Thread-safety: value types.
+#ifndef NATSGW_SEND_OPTIONS_H_
+#define NATSGW_SEND_OPTIONS_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "natsgw/headers.h"
+#include "natsgw/trace_context.h"
+
+namespace natsgw {
+
+struct PublishOptions {
+  // Application headers. natsgw adds its own (natsgw/wire_headers.h); setting
+  // one of those here is INVALID_ARGUMENT.
+  Headers headers;
+  // Trace to continue. Default: the calling thread's current trace
+  // (CurrentTraceContext()), or a new trace if there is none. The message
+  // carries a child of it (same trace ID, new span ID).
+  std::optional<TraceContext> trace;
+  // Nats-Msg-Id to send. Default: a new random ID (NewMessageId()).
+  std::optional<std::string> message_id;
+  // Label used for this send in metrics instead of the literal subject. Set it
+  // when subjects embed IDs ("orders.1234.created" -> "orders.*.created") to
+  // keep label cardinality bounded.
+  std::string metric_subject;
+};
+
+struct RequestOptions {
+  Headers headers;
+  std::optional<TraceContext> trace;
+  std::optional<std::string> message_id;
+  std::string metric_subject;
+};
+
+// What natsgw stamped on a message it sent.
+struct SendInfo {
+  // The traceparent the message carries.
+  TraceContext trace;
+  std::string message_id;
+  absl::Time sent_at;
+};
+
+}  // namespace natsgw
+
+#endif  // NATSGW_SEND_OPTIONS_H_

@@ -1,0 +1,827 @@
+#include "natsgw/connection.h"
+
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "call_context.h"
+#include "connection_impl.h"
+#include "nats_message.h"
+#include "nats_status.h"
+#include "natsgw/message_id.h"
+#include "natsgw/service_error.h"
+#include "natsgw/status_macros.h"
+#include "natsgw/validation.h"
+
+namespace natsgw {
+
+using internal::GatewayMetrics;
+using internal::Lane;
+using internal::NatsError;
+using internal::Operation;
+using internal::Seconds;
+using internal::SubjectMetrics;
+using internal::SubscriptionCore;
+
+namespace {
+
+// Monotonic clock for durations: wall-clock steps must not distort latency.
+using SteadyClock = std::chrono::steady_clock;
+
+absl::Duration Since(SteadyClock::time_point start) {
+  return absl::FromChrono(SteadyClock::now() - start);
+}
+
+int64_t ToMillisRoundUp(absl::Duration d) {
+  const int64_t ms =
+      absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1)));
+  return ms < 1 ? 1 : ms;
+}
+
+struct OptionsDeleter {
+  void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
+};
+
+std::string LaneUrl(natsConnection* nc) {
+  char buffer[256] = {0};
+  if (nc == nullptr ||
+      natsConnection_GetConnectedUrl(nc, buffer, sizeof(buffer)) != NATS_OK) {
+    return "";
+  }
+  return buffer;
+}
+
+absl::Status ValidateOptions(const ConnectionOptions& o) {
+  if (o.servers.empty()) {
+    return absl::InvalidArgumentError(
+        "ConnectionOptions::servers is empty; give at least one nats:// URL");
+  }
+  for (const std::string& url : o.servers) {
+    if (url.empty() || url.find_first_of(" ,\t\r\n") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "server URL \"", url,
+          "\" is invalid: it must be non-empty and contain no spaces or "
+          "commas (list several servers as separate entries)"));
+    }
+  }
+  if (o.connect_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("connect_timeout must be positive");
+  }
+  if (o.ping_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ping_interval must be positive");
+  }
+  if (o.max_pings_out < 1) {
+    return absl::InvalidArgumentError("max_pings_out must be at least 1");
+  }
+  if (o.reconnect.wait < absl::ZeroDuration() ||
+      o.reconnect.jitter < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "reconnect.wait and reconnect.jitter must not be negative");
+  }
+  if (o.reconnect.buffer_bytes > static_cast<size_t>(INT32_MAX)) {
+    return absl::InvalidArgumentError(
+        "reconnect.buffer_bytes must be below 2 GiB");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::string_view ConnectionStateName(ConnectionState state) {
+  switch (state) {
+    case ConnectionState::kConnecting:
+      return "connecting";
+    case ConnectionState::kConnected:
+      return "connected";
+    case ConnectionState::kReconnecting:
+      return "reconnecting";
+    case ConnectionState::kDraining:
+      return "draining";
+    case ConnectionState::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+namespace internal {
+
+Lane::~Lane() {
+  if (nc != nullptr) natsConnection_Destroy(nc);
+}
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------
+// Connection::Impl: set-up and tear-down.
+
+Connection::Impl::Impl(ConnectionOptions options)
+    : options_(std::move(options)),
+      subscriptions_(std::make_shared<internal::SubscriptionSet>()) {}
+
+absl::StatusOr<std::unique_ptr<Connection::Impl>> Connection::Impl::Create(
+    ConnectionOptions options) {
+  NATSGW_RETURN_IF_ERROR(ValidateOptions(options));
+  NATSGW_RETURN_IF_ERROR(internal::EnsureNatsLibrary());
+  if (options.registry == nullptr) {
+    options.registry = std::make_shared<prometheus::Registry>();
+  }
+  if (options.logger == nullptr)
+    options.logger = std::make_shared<NullLogger>();
+
+  std::unique_ptr<Impl> impl(new Impl(std::move(options)));
+  NATSGW_ASSIGN_OR_RETURN(
+      impl->metrics_,
+      GatewayMetrics::Create(impl->options_.registry,
+                             impl->options_.max_metric_subjects));
+
+  impl->rpc_ = std::make_unique<Lane>(impl.get(), "rpc");
+  if (absl::Status s = impl->ConnectLane(*impl->rpc_, /*send_asap=*/true);
+      !s.ok()) {
+    impl->metrics_->RecordError(Operation::kConnect, s.code());
+    return s;
+  }
+  if (impl->options_.batch_publishes) {
+    impl->batch_ = std::make_unique<Lane>(impl.get(), "publish");
+    if (absl::Status s = impl->ConnectLane(*impl->batch_, /*send_asap=*/false);
+        !s.ok()) {
+      impl->metrics_->RecordError(Operation::kConnect, s.code());
+      impl->Close();
+      return s;
+    }
+    impl->publish_ = impl->batch_.get();
+  } else {
+    impl->publish_ = impl->rpc_.get();
+  }
+  return impl;
+}
+
+absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
+  natsOptions* raw = nullptr;
+  natsStatus s = natsOptions_Create(&raw);
+  if (s != NATS_OK) return NatsError(s, "creating NATS options");
+  std::unique_ptr<natsOptions, OptionsDeleter> opts(raw);
+
+  std::vector<const char*> servers;
+  servers.reserve(options_.servers.size());
+  for (const std::string& url : options_.servers)
+    servers.push_back(url.c_str());
+  s = natsOptions_SetServers(opts.get(), servers.data(),
+                             static_cast<int>(servers.size()));
+  if (s != NATS_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid server list: ", natsStatus_GetText(s)));
+  }
+  const std::string name = options_.name.empty()
+                               ? std::string()
+                               : absl::StrCat(options_.name, "/", lane.name);
+  const ReconnectPolicy& r = options_.reconnect;
+  if (!name.empty()) s = natsOptions_SetName(opts.get(), name.c_str());
+  if (s == NATS_OK) {
+    s = natsOptions_SetTimeout(opts.get(),
+                               ToMillisRoundUp(options_.connect_timeout));
+  }
+  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts.get(), r.enabled);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts.get(), r.max_attempts);
+  if (s == NATS_OK) {
+    s = natsOptions_SetReconnectWait(opts.get(),
+                                     absl::ToInt64Milliseconds(r.wait));
+  }
+  if (s == NATS_OK) {
+    const int64_t jitter = absl::ToInt64Milliseconds(r.jitter);
+    s = natsOptions_SetReconnectJitter(opts.get(), jitter, jitter);
+  }
+  if (s == NATS_OK) {
+    s = natsOptions_SetReconnectBufSize(opts.get(),
+                                        static_cast<int>(r.buffer_bytes));
+  }
+  if (s == NATS_OK) {
+    s = natsOptions_SetPingInterval(opts.get(),
+                                    ToMillisRoundUp(options_.ping_interval));
+  }
+  if (s == NATS_OK)
+    s = natsOptions_SetMaxPingsOut(opts.get(), options_.max_pings_out);
+  // Pending requests fail at once when the connection drops instead of
+  // waiting out their timeout.
+  if (s == NATS_OK)
+    s = natsOptions_SetFailRequestsOnDisconnect(opts.get(), true);
+  // The rpc lane writes every message immediately (no 1 ms flusher wait);
+  // the publish lane lets nats.c's flusher coalesce writes.
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts.get(), send_asap);
+  if (s == NATS_OK) {
+    s = natsOptions_SetDisconnectedCB(opts.get(), &Impl::OnDisconnected, &lane);
+  }
+  if (s == NATS_OK) {
+    s = natsOptions_SetReconnectedCB(opts.get(), &Impl::OnReconnected, &lane);
+  }
+  if (s == NATS_OK)
+    s = natsOptions_SetClosedCB(opts.get(), &Impl::OnClosed, &lane);
+  if (s == NATS_OK) {
+    s = natsOptions_SetErrorHandler(opts.get(), &Impl::OnAsyncError, &lane);
+  }
+  if (s == NATS_OK && options_.retry_on_failed_connect) {
+    s = natsOptions_SetRetryOnFailedConnect(opts.get(), true,
+                                            &Impl::OnReconnected, &lane);
+  }
+  if (s != NATS_OK) return NatsError(s, "configuring the NATS connection");
+
+  s = natsConnection_Connect(&lane.nc, opts.get());
+  if (s == NATS_OK) lane.RefreshMaxPayload();
+  if (s == NATS_NOT_YET_CONNECTED && options_.retry_on_failed_connect) {
+    Log(absl::LogSeverity::kWarning,
+        absl::StrCat("no NATS server reachable yet for the ", lane.name,
+                     " connection; retrying in the background"));
+    return absl::OkStatus();
+  }
+  if (s != NATS_OK) {
+    lane.nc = nullptr;
+    // Nothing connected, so no closed callback will come.
+    lane.closed.Notify();
+    return absl::Status(s == NATS_NO_SERVER ? absl::StatusCode::kUnavailable
+                                            : internal::StatusCodeFromNats(s),
+                        absl::StrCat("cannot connect to NATS at ",
+                                     absl::StrJoin(options_.servers, ", "),
+                                     ": ", natsStatus_GetText(s)));
+  }
+  return absl::OkStatus();
+}
+
+Connection::Impl::~Impl() { Close(); }
+
+void Connection::Impl::Close() {
+  absl::MutexLock lock(&close_mu_);
+  if (closed_.exchange(true)) return;
+  // Subscriptions first, so no handler runs while the connections go away.
+  for (const auto& core : subscriptions_->TakeAll()) {
+    core->Close(/*unregister=*/false).IgnoreError();
+  }
+  for (Lane* lane : {batch_.get(), rpc_.get()}) {
+    if (lane == nullptr || lane->nc == nullptr) continue;
+    if (natsConnection_Status(lane->nc) == NATS_CONN_STATUS_CONNECTED) {
+      // Hand buffered publishes to the server before closing.
+      natsStatus s = natsConnection_FlushTimeout(
+          lane->nc, ToMillisRoundUp(options_.connect_timeout));
+      if (s != NATS_OK) {
+        Log(absl::LogSeverity::kWarning,
+            NatsError(s, absl::StrCat("flushing the ", lane->name,
+                                      " connection before close"))
+                .ToString());
+      }
+    }
+    natsConnection_Close(lane->nc);
+  }
+  // The closed callback runs on nats.c's callback thread after every other
+  // callback of the connection; once it has, nothing refers to the lanes.
+  for (Lane* lane : {batch_.get(), rpc_.get()}) {
+    if (lane == nullptr || lane->nc == nullptr) continue;
+    if (!lane->closed.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      Log(absl::LogSeverity::kError,
+          absl::StrCat("the ", lane->name,
+                       " connection did not report closing within 10s"));
+    }
+  }
+  // The nats.c connection objects stay until ~Impl, so a Publish racing
+  // with Close() fails cleanly with "connection closed" instead of touching
+  // freed memory.
+}
+
+absl::Status Connection::Impl::CheckOpen() const {
+  if (closed_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError("the natsgw connection is closed");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::Impl::Fail(Operation op, absl::Status status) {
+  metrics_->RecordError(op, status.code());
+  return status;
+}
+
+ConnectionState Connection::Impl::state() const {
+  if (closed_.load(std::memory_order_acquire) || rpc_ == nullptr ||
+      rpc_->nc == nullptr) {
+    return ConnectionState::kClosed;
+  }
+  // The worst state of the lanes is the state of the whole.
+  ConnectionState worst = ConnectionState::kConnected;
+  for (const Lane* lane : {rpc_.get(), publish_}) {
+    ConnectionState st = ConnectionState::kClosed;
+    switch (natsConnection_Status(lane->nc)) {
+      case NATS_CONN_STATUS_CONNECTED:
+        st = ConnectionState::kConnected;
+        break;
+      case NATS_CONN_STATUS_CONNECTING:
+      case NATS_CONN_STATUS_DISCONNECTED:
+        st = ConnectionState::kConnecting;
+        break;
+      case NATS_CONN_STATUS_RECONNECTING:
+        st = ConnectionState::kReconnecting;
+        break;
+      case NATS_CONN_STATUS_DRAINING_SUBS:
+      case NATS_CONN_STATUS_DRAINING_PUBS:
+        st = ConnectionState::kDraining;
+        break;
+      case NATS_CONN_STATUS_CLOSED:
+        st = ConnectionState::kClosed;
+        break;
+    }
+    if (static_cast<int>(st) > static_cast<int>(worst)) worst = st;
+  }
+  return worst;
+}
+
+std::string Connection::Impl::connected_url() const {
+  if (closed_.load(std::memory_order_acquire) || rpc_ == nullptr) return "";
+  return LaneUrl(rpc_->nc);
+}
+
+// ---------------------------------------------------------------------------
+// nats.c callbacks. They run on nats.c's single callback thread.
+
+void Connection::Impl::OnDisconnected(natsConnection* nc, void* closure) {
+  auto* lane = static_cast<Lane*>(closure);
+  // Closing disconnects too; only an unplanned loss is worth a warning.
+  if (lane->owner->closed_.load(std::memory_order_acquire)) return;
+  lane->owner->Log(absl::LogSeverity::kWarning,
+                   absl::StrCat("disconnected from NATS (", lane->name,
+                                " connection); reconnecting if allowed"));
+}
+
+void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
+  auto* lane = static_cast<Lane*>(closure);
+  // A different server may have a different limit.
+  lane->max_payload.store(natsConnection_GetMaxPayload(nc));
+  lane->owner->Log(absl::LogSeverity::kInfo,
+                   absl::StrCat("connected to NATS at ", LaneUrl(nc), " (",
+                                lane->name, " connection)"));
+}
+
+void Connection::Impl::OnClosed(natsConnection*, void* closure) {
+  static_cast<Lane*>(closure)->closed.Notify();
+}
+
+void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
+                                    natsStatus err, void* closure) {
+  auto* lane = static_cast<Lane*>(closure);
+  Impl* self = lane->owner;
+  const char* detail = nullptr;
+  natsConnection_GetLastError(nc, &detail);
+  std::string subject;
+  if (sub != nullptr) {
+    const char* s = natsSubscription_GetSubject(sub);
+    if (s != nullptr) subject = s;
+  }
+  const absl::StatusCode code = internal::StatusCodeFromNats(err);
+  // A slow consumer concerns a subscription; a permission violation whatever
+  // was last attempted (nats.c cannot tell which).
+  self->metrics_->RecordError(
+      err == NATS_SLOW_CONSUMER ? Operation::kSubscribe : Operation::kPublish,
+      code);
+  self->Log(
+      absl::LogSeverity::kError,
+      absl::StrCat("asynchronous NATS error on the ", lane->name, " connection",
+                   subject.empty() ? "" : " for '", subject,
+                   subject.empty() ? "" : "'", ": ", natsStatus_GetText(err),
+                   detail != nullptr && detail[0] != '\0'
+                       ? absl::StrCat(" (", detail, ")")
+                       : ""));
+}
+
+// ---------------------------------------------------------------------------
+// Sending.
+
+TraceContext Connection::Impl::OutgoingTrace(
+    const std::optional<TraceContext>& explicit_trace) const {
+  if (explicit_trace && explicit_trace->valid()) return explicit_trace->Child();
+  if (std::optional<TraceContext> current = CurrentTraceContext();
+      current && current->valid()) {
+    return current->Child();
+  }
+  return TraceContext::NewRoot();
+}
+
+SubjectMetrics& Connection::Impl::MetricsFor(absl::string_view subject,
+                                             absl::string_view metric_subject) {
+  return metric_subject.empty() ? metrics_->ForLiteral(subject)
+                                : metrics_->ForPattern(metric_subject);
+}
+
+absl::StatusOr<SendInfo> Connection::Impl::Publish(
+    absl::string_view subject, absl::string_view data,
+    const PublishOptions& options) {
+  const SteadyClock::time_point start = SteadyClock::now();
+  if (absl::Status s = CheckOpen(); !s.ok())
+    return Fail(Operation::kPublish, s);
+  const MessageLimits& limits = options_.limits;
+  if (absl::Status s = ValidatePublishSubject(subject, limits); !s.ok()) {
+    return Fail(Operation::kPublish, s);
+  }
+  if (absl::Status s = ValidateApplicationHeaders(options.headers, limits);
+      !s.ok()) {
+    return Fail(Operation::kPublish, s);
+  }
+  if (options.message_id) {
+    if (absl::Status s = ValidateMessageId(*options.message_id); !s.ok()) {
+      return Fail(Operation::kPublish, s);
+    }
+  }
+  internal::Stamp stamp;
+  stamp.trace = OutgoingTrace(options.trace);
+  stamp.message_id = options.message_id ? *options.message_id : NewMessageId();
+  stamp.sent_at = absl::Now();
+
+  absl::StatusOr<internal::NatsMsgPtr> msg = internal::BuildNatsMsg(
+      subject, nullptr, data, options.headers, nullptr, stamp,
+      publish_->max_payload.load(std::memory_order_relaxed));
+  if (!msg.ok()) return Fail(Operation::kPublish, msg.status());
+  natsStatus s = natsConnection_PublishMsg(publish_->nc, msg->get());
+  if (s != NATS_OK) {
+    absl::Status status =
+        s == NATS_INSUFFICIENT_BUFFER
+            ? absl::ResourceExhaustedError(absl::StrCat(
+                  "publishing to '", subject,
+                  "': the reconnect buffer is full (ReconnectPolicy::"
+                  "buffer_bytes) while the connection is re-established"))
+            : NatsError(s, absl::StrCat("publishing to '", subject, "'"));
+    return Fail(Operation::kPublish,
+                WithTraceId(status, stamp.trace.TraceIdHex()));
+  }
+  SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
+  m.published.Get().Increment();
+  m.publish_duration.Get().Observe(Seconds(Since(start)));
+  return SendInfo{std::move(stamp.trace), std::move(stamp.message_id),
+                  stamp.sent_at};
+}
+
+absl::StatusOr<Message> Connection::Impl::Request(
+    absl::string_view subject, absl::string_view data, absl::Duration timeout,
+    const RequestOptions& options) {
+  const SteadyClock::time_point start = SteadyClock::now();
+  const absl::Time now = absl::Now();
+  if (absl::Status s = CheckOpen(); !s.ok())
+    return Fail(Operation::kRequest, s);
+  const MessageLimits& limits = options_.limits;
+  if (absl::Status s = ValidatePublishSubject(subject, limits); !s.ok()) {
+    return Fail(Operation::kRequest, s);
+  }
+  if (absl::Status s = ValidateApplicationHeaders(options.headers, limits);
+      !s.ok()) {
+    return Fail(Operation::kRequest, s);
+  }
+  if (options.message_id) {
+    if (absl::Status s = ValidateMessageId(*options.message_id); !s.ok()) {
+      return Fail(Operation::kRequest, s);
+    }
+  }
+  if (timeout <= absl::ZeroDuration()) {
+    return Fail(Operation::kRequest,
+                absl::InvalidArgumentError(
+                    absl::StrCat("request timeout must be positive, got ",
+                                 absl::FormatDuration(timeout))));
+  }
+  internal::Stamp stamp;
+  stamp.trace = OutgoingTrace(options.trace);
+  const std::string trace_hex = stamp.trace.TraceIdHex();
+
+  // Inside a handler the caller's caller is waiting too: never outlive it.
+  absl::Time deadline = now + timeout;
+  if (std::optional<absl::Time> inherited = internal::CurrentDeadline();
+      inherited && *inherited < deadline) {
+    deadline = *inherited;
+  }
+  const absl::Duration budget = deadline - now;
+  SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
+  auto finish = [&](absl::Status status) -> absl::Status {
+    m.client_request.For(status.code()).Observe(Seconds(Since(start)));
+    if (!status.ok()) {
+      metrics_->RecordError(Operation::kRequest, status.code());
+      status = WithTraceId(std::move(status), trace_hex);
+    }
+    return status;
+  };
+  if (budget <= absl::ZeroDuration()) {
+    return finish(absl::DeadlineExceededError(absl::StrCat(
+        "request to '", subject,
+        "' not sent: the deadline inherited from the request being handled "
+        "has already passed")));
+  }
+  if (natsConnection_Status(rpc_->nc) != NATS_CONN_STATUS_CONNECTED) {
+    return finish(absl::UnavailableError(absl::StrCat(
+        "request to '", subject, "' not sent: not connected to NATS (",
+        ConnectionStateName(state()), ")")));
+  }
+  stamp.message_id = options.message_id ? *options.message_id : NewMessageId();
+  stamp.sent_at = now;
+  stamp.timeout = budget;
+
+  absl::StatusOr<internal::NatsMsgPtr> msg = internal::BuildNatsMsg(
+      subject, nullptr, data, options.headers, nullptr, stamp,
+      rpc_->max_payload.load(std::memory_order_relaxed));
+  if (!msg.ok()) return finish(msg.status());
+
+  natsMsg* raw_reply = nullptr;
+  natsStatus s = natsConnection_RequestMsg(&raw_reply, rpc_->nc, msg->get(),
+                                           ToMillisRoundUp(budget));
+  internal::NatsMsgPtr reply(raw_reply);
+  if (s == NATS_NO_RESPONDERS) {
+    return finish(absl::UnavailableError(absl::StrCat(
+        "no responders for '", subject, "': nothing is serving this subject")));
+  }
+  if (s == NATS_TIMEOUT) {
+    return finish(absl::DeadlineExceededError(
+        absl::StrCat("no reply from '", subject, "' within ",
+                     absl::FormatDuration(budget))));
+  }
+  if (s == NATS_CONNECTION_DISCONNECTED || s == NATS_CONNECTION_CLOSED) {
+    return finish(absl::UnavailableError(absl::StrCat(
+        "request to '", subject,
+        "' failed: the connection to NATS was lost before the reply came")));
+  }
+  if (s != NATS_OK) {
+    return finish(NatsError(s, absl::StrCat("request to '", subject, "'")));
+  }
+  internal::TraceOrigin origin;
+  Message result = internal::ReadNatsMsg(reply.get(), absl::Now(), &origin);
+  if (absl::Status remote = StatusFromErrorHeaders(result.headers);
+      !remote.ok()) {
+    return finish(std::move(remote));
+  }
+  finish(absl::OkStatus()).IgnoreError();
+  return result;
+}
+
+absl::Status Connection::Impl::Flush(absl::Duration timeout) {
+  if (absl::Status s = CheckOpen(); !s.ok()) return Fail(Operation::kFlush, s);
+  if (timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("flush timeout must be positive");
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (Lane* lane : {publish_, rpc_.get()}) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return Fail(Operation::kFlush, absl::DeadlineExceededError(
+                                         "flush did not complete in time"));
+    }
+    natsStatus s = natsConnection_FlushTimeout(lane->nc, ToMillisRoundUp(left));
+    if (s != NATS_OK) {
+      return Fail(Operation::kFlush,
+                  NatsError(s, absl::StrCat("flushing the ", lane->name,
+                                            " connection")));
+    }
+    if (lane == rpc_.get()) break;
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Receiving.
+
+absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
+    SubscriptionCore::Kind kind, absl::string_view subject,
+    absl::string_view queue_group, MessageHandler message_handler,
+    RequestHandler request_handler) {
+  if (absl::Status s = CheckOpen(); !s.ok()) {
+    return Fail(Operation::kSubscribe, s);
+  }
+  const MessageLimits& limits = options_.limits;
+  if (absl::Status s = ValidateSubscribeSubject(subject, limits); !s.ok()) {
+    return Fail(Operation::kSubscribe, s);
+  }
+  if (absl::Status s = ValidateQueueGroup(queue_group, limits); !s.ok()) {
+    return Fail(Operation::kSubscribe, s);
+  }
+  const bool serve = kind == SubscriptionCore::Kind::kServe;
+  if (serve ? !request_handler : !message_handler) {
+    return Fail(Operation::kSubscribe,
+                absl::InvalidArgumentError("handler is empty"));
+  }
+  // Endpoints live on the rpc lane so their replies go out immediately;
+  // plain subscriptions share the publish lane with Publish so that a
+  // connection sees its own publishes in order.
+  Lane* lane = serve ? rpc_.get() : publish_;
+  auto core = std::make_shared<SubscriptionCore>(
+      this, subscriptions_, kind, std::string(subject),
+      std::string(queue_group), std::move(message_handler),
+      std::move(request_handler), &metrics_->ForPattern(subject));
+  if (absl::Status s = core->Start(lane->nc); !s.ok()) {
+    return Fail(Operation::kSubscribe, s);
+  }
+  subscriptions_->Add(core);
+  auto handle = std::make_unique<Subscription>(core);
+  // Make sure the server knows the interest before returning, so that a
+  // message sent right after, from any connection, is delivered. While
+  // (re)connecting the subscription is registered on connect instead.
+  if (natsConnection_Status(lane->nc) == NATS_CONN_STATUS_CONNECTED) {
+    natsStatus s = natsConnection_FlushTimeout(
+        lane->nc, ToMillisRoundUp(options_.connect_timeout));
+    if (s != NATS_OK) {
+      handle.reset();
+      return Fail(Operation::kSubscribe,
+                  NatsError(s, absl::StrCat("confirming the subscription to '",
+                                            subject, "' with the server")));
+    }
+  }
+  return handle;
+}
+
+void Connection::Impl::Dispatch(SubscriptionCore& core, natsMsg* raw) {
+  internal::NatsMsgPtr msg(raw);
+  const absl::Time received_at = absl::Now();
+  if (core.kind() == SubscriptionCore::Kind::kServe) {
+    HandleRequest(core, msg.get(), received_at);
+  } else {
+    HandleMessage(core, msg.get(), received_at);
+  }
+}
+
+void Connection::Impl::HandleMessage(SubscriptionCore& core, natsMsg* msg,
+                                     absl::Time received_at) {
+  const SteadyClock::time_point start = SteadyClock::now();
+  internal::TraceOrigin origin;
+  Message m = internal::ReadNatsMsg(msg, received_at, &origin);
+  if (origin != internal::TraceOrigin::kReceived) {
+    metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
+  }
+  SubjectMetrics& sm = core.metrics();
+  sm.received.Get().Increment();
+  {
+    ScopedTraceContext trace_scope(m.trace);
+    internal::ScopedDeadline deadline_scope(m.deadline);
+    try {
+      core.message_handler()(m);
+    } catch (const std::exception& e) {
+      metrics_->RecordError(Operation::kSubscribe, absl::StatusCode::kInternal);
+      Log(absl::LogSeverity::kError,
+          absl::StrCat("handler for '", core.subject(), "' threw: ", e.what(),
+                       " [trace ", m.trace.TraceIdHex(), "]"));
+    } catch (...) {
+      metrics_->RecordError(Operation::kSubscribe, absl::StatusCode::kInternal);
+      Log(absl::LogSeverity::kError,
+          absl::StrCat("handler for '", core.subject(),
+                       "' threw a non-standard exception [trace ",
+                       m.trace.TraceIdHex(), "]"));
+    }
+  }
+  sm.handler_duration.Get().Observe(Seconds(Since(start)));
+}
+
+void Connection::Impl::HandleRequest(SubscriptionCore& core, natsMsg* msg,
+                                     absl::Time received_at) {
+  const SteadyClock::time_point start = SteadyClock::now();
+  internal::TraceOrigin origin;
+  Message request = internal::ReadNatsMsg(msg, received_at, &origin);
+  if (origin != internal::TraceOrigin::kReceived) {
+    metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
+  }
+  SubjectMetrics& sm = core.metrics();
+  sm.received.Get().Increment();
+
+  const char* reply_to = natsMsg_GetReply(msg);
+  if (reply_to == nullptr || reply_to[0] == '\0') {
+    metrics_->RecordError(Operation::kServe,
+                          absl::StatusCode::kInvalidArgument);
+    Log(absl::LogSeverity::kWarning,
+        absl::StrCat("dropped a message on endpoint '", core.subject(),
+                     "' without a reply subject (published, not requested) "
+                     "[trace ",
+                     request.trace.TraceIdHex(), "]"));
+    return;
+  }
+
+  absl::StatusOr<Reply> result;
+  if (request.deadline && *request.deadline <= absl::Now()) {
+    // Nobody waits for this answer any more; skip the work.
+    result = absl::DeadlineExceededError(absl::StrCat(
+        "request to '", request.subject,
+        "' expired before it was handled (caller budget ",
+        absl::FormatDuration(*request.deadline - received_at), ")"));
+  } else {
+    ScopedTraceContext trace_scope(request.trace);
+    internal::ScopedDeadline deadline_scope(request.deadline);
+    try {
+      result = core.request_handler()(request);
+    } catch (const std::exception& e) {
+      result = absl::InternalError(
+          absl::StrCat("handler for '", core.subject(), "' threw: ", e.what()));
+    } catch (...) {
+      result = absl::InternalError(absl::StrCat(
+          "handler for '", core.subject(), "' threw a non-standard exception"));
+    }
+  }
+
+  // Build the reply; a reply the handler got wrong becomes an INTERNAL error
+  // reply, so the caller always hears back.
+  internal::Stamp stamp;
+  stamp.trace = request.trace.Child();
+  stamp.message_id = NewMessageId();
+  stamp.sent_at = absl::Now();
+  const int64_t max_payload = rpc_->max_payload.load(std::memory_order_relaxed);
+  static const Headers kNoHeaders;
+  absl::Status status = result.status();
+  absl::StatusOr<internal::NatsMsgPtr> out;
+  if (status.ok()) {
+    status = ValidateApplicationHeaders(result->headers, options_.limits);
+    if (status.ok()) {
+      out =
+          internal::BuildNatsMsg(reply_to, nullptr, result->data,
+                                 result->headers, nullptr, stamp, max_payload);
+      status = out.status();
+    }
+    if (!status.ok()) {
+      Log(absl::LogSeverity::kError,
+          absl::StrCat("reply from '", core.subject(),
+                       "' rejected: ", status.message(), " [trace ",
+                       request.trace.TraceIdHex(), "]"));
+      status = absl::InternalError(
+          absl::StrCat("the handler's reply was rejected: ", status.message()));
+    }
+  }
+  if (!status.ok()) {
+    Headers error_headers;
+    AddErrorHeaders(status, error_headers);
+    out = internal::BuildNatsMsg(reply_to, nullptr, "", kNoHeaders,
+                                 &error_headers, stamp, max_payload);
+  }
+  if (out.ok()) {
+    natsStatus s = natsConnection_PublishMsg(rpc_->nc, out->get());
+    if (s != NATS_OK) {
+      metrics_->RecordError(Operation::kReply, internal::StatusCodeFromNats(s));
+      Log(absl::LogSeverity::kWarning,
+          NatsError(s,
+                    absl::StrCat("sending the reply for '", core.subject(),
+                                 "' [trace ", request.trace.TraceIdHex(), "]"))
+              .ToString());
+    }
+  } else {
+    metrics_->RecordError(Operation::kReply, out.status().code());
+  }
+  if (!status.ok()) metrics_->RecordError(Operation::kServe, status.code());
+  sm.server_request.For(status.code()).Observe(Seconds(Since(start)));
+}
+
+// ---------------------------------------------------------------------------
+// Connection: the public face forwards to Impl.
+
+Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Connection::~Connection() = default;
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(
+    ConnectionOptions options) {
+  NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Impl> impl,
+                          Impl::Create(std::move(options)));
+  return std::unique_ptr<Connection>(new Connection(std::move(impl)));
+}
+
+absl::StatusOr<SendInfo> Connection::Publish(absl::string_view subject,
+                                             absl::string_view data,
+                                             const PublishOptions& options) {
+  return impl_->Publish(subject, data, options);
+}
+
+absl::StatusOr<std::unique_ptr<Subscription>> Connection::Subscribe(
+    absl::string_view subject, absl::string_view queue_group,
+    MessageHandler handler) {
+  return impl_->Subscribe(SubscriptionCore::Kind::kSubscribe, subject,
+                          queue_group, std::move(handler), nullptr);
+}
+
+absl::StatusOr<Message> Connection::Request(absl::string_view subject,
+                                            absl::string_view data,
+                                            absl::Duration timeout,
+                                            const RequestOptions& options) {
+  return impl_->Request(subject, data, timeout, options);
+}
+
+absl::StatusOr<std::unique_ptr<Subscription>> Connection::Serve(
+    absl::string_view subject, absl::string_view queue_group,
+    RequestHandler handler) {
+  return impl_->Subscribe(SubscriptionCore::Kind::kServe, subject, queue_group,
+                          nullptr, std::move(handler));
+}
+
+absl::Status Connection::Flush(absl::Duration timeout) {
+  return impl_->Flush(timeout);
+}
+
+void Connection::Close() { impl_->Close(); }
+
+ConnectionState Connection::state() const { return impl_->state(); }
+
+std::string Connection::connected_url() const { return impl_->connected_url(); }
+
+const std::shared_ptr<prometheus::Registry>& Connection::registry() const {
+  return impl_->registry();
+}
+
+const ConnectionOptions& Connection::options() const {
+  return impl_->options();
+}
+
+}  // namespace natsgw

@@ -1,0 +1,204 @@
+// Internals of natsgw::Connection: the NATS connections ("lanes") it owns and
+// the per-subscription state shared between the public Subscription handle,
+// the Connection and nats.c's delivery threads.
+#ifndef NATSGW_GATEWAY_SRC_CONNECTION_IMPL_H_
+#define NATSGW_GATEWAY_SRC_CONNECTION_IMPL_H_
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "metrics.h"
+#include "natsgw/connection.h"
+#include "natsgw/message.h"
+
+namespace natsgw::internal {
+
+class SubscriptionCore;
+
+// The set of open subscriptions of one Connection. Shared (not owned by the
+// Connection alone) so that a Subscription closing itself can always
+// unregister, even while the Connection is being torn down.
+//
+// Thread-safety: thread-safe.
+class SubscriptionSet {
+ public:
+  void Add(const std::shared_ptr<SubscriptionCore>& core);
+  void Remove(const SubscriptionCore* core);
+  // Empties the set and returns what it held.
+  std::vector<std::shared_ptr<SubscriptionCore>> TakeAll();
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<SubscriptionCore>> cores_ ABSL_GUARDED_BY(mu_);
+};
+
+// One nats.c connection and the notification of its closed callback.
+// The single owner of its natsConnection*.
+//
+// Thread-safety: `nc` is thread-safe (nats.c); the callbacks run on nats.c's
+// callback thread.
+struct Lane {
+  Lane(Connection::Impl* owner, std::string name)
+      : owner(owner), name(std::move(name)) {}
+  ~Lane();
+
+  Connection::Impl* const owner;
+  const std::string name;  // "rpc" or "publish", for logs
+  natsConnection* nc = nullptr;
+  absl::Notification closed;
+  // The server's max_payload, refreshed on every (re)connect: reading it from
+  // nats.c takes the connection lock, which every publish would contend on.
+  std::atomic<int64_t> max_payload{0};
+
+  void RefreshMaxPayload() {
+    if (nc != nullptr) max_payload.store(natsConnection_GetMaxPayload(nc));
+  }
+};
+
+// State of one subscription or served endpoint.
+//
+// Lifetime: created by the Connection, shared by the Subscription handle and
+// the SubscriptionSet. nats.c gets a raw pointer as callback closure; the
+// core keeps itself alive (self_) until nats.c reports, through the
+// subscription's completion callback, that no handler call is running and
+// none will follow.
+//
+// Thread-safety: thread-safe. OnMessage runs on the subscription's nats.c
+// delivery thread, one call at a time.
+class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
+ public:
+  enum class Kind { kSubscribe, kServe };
+
+  SubscriptionCore(Connection::Impl* conn, std::shared_ptr<SubscriptionSet> set,
+                   Kind kind, std::string subject, std::string queue_group,
+                   MessageHandler message_handler,
+                   RequestHandler request_handler, SubjectMetrics* metrics);
+
+  // Subscribes on `nc`. On failure nothing is left subscribed.
+  absl::Status Start(natsConnection* nc);
+
+  // Ends delivery; waits for a running handler unless called from this
+  // subscription's own handler. `unregister` is false when the Connection is
+  // closing and has already emptied the SubscriptionSet.
+  absl::Status Close(bool unregister);
+
+  const std::string& subject() const { return subject_; }
+  const std::string& queue_group() const { return queue_group_; }
+  int64_t dropped() const;
+  bool active() const;
+
+  Kind kind() const { return kind_; }
+  MessageHandler& message_handler() { return message_handler_; }
+  RequestHandler& request_handler() { return request_handler_; }
+  SubjectMetrics& metrics() { return *metrics_; }
+
+ private:
+  static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg,
+                        void* closure);
+  static void OnComplete(void* closure);
+
+  Connection::Impl* const conn_;
+  const std::shared_ptr<SubscriptionSet> set_;
+  const Kind kind_;
+  const std::string subject_;
+  const std::string queue_group_;
+  MessageHandler message_handler_;
+  RequestHandler request_handler_;
+  SubjectMetrics* const metrics_;
+
+  mutable absl::Mutex mu_;
+  natsSubscription* sub_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool destroyed_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t final_dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<SubscriptionCore> self_ ABSL_GUARDED_BY(mu_);
+  absl::Notification completed_;
+};
+
+}  // namespace natsgw::internal
+
+namespace natsgw {
+
+class Connection::Impl {
+ public:
+  static absl::StatusOr<std::unique_ptr<Impl>> Create(
+      ConnectionOptions options);
+  ~Impl();
+
+  absl::StatusOr<SendInfo> Publish(absl::string_view subject,
+                                   absl::string_view data,
+                                   const PublishOptions& options);
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
+      internal::SubscriptionCore::Kind kind, absl::string_view subject,
+      absl::string_view queue_group, MessageHandler message_handler,
+      RequestHandler request_handler);
+  absl::StatusOr<Message> Request(absl::string_view subject,
+                                  absl::string_view data,
+                                  absl::Duration timeout,
+                                  const RequestOptions& options);
+  absl::Status Flush(absl::Duration timeout);
+  void Close();
+  ConnectionState state() const;
+  std::string connected_url() const;
+
+  const ConnectionOptions& options() const { return options_; }
+  const std::shared_ptr<prometheus::Registry>& registry() const {
+    return options_.registry;
+  }
+
+  // Called on a subscription's delivery thread for each message.
+  void Dispatch(internal::SubscriptionCore& core, natsMsg* msg);
+
+  // nats.c connection callbacks (closure: the Lane).
+  static void OnDisconnected(natsConnection* nc, void* closure);
+  static void OnReconnected(natsConnection* nc, void* closure);
+  static void OnClosed(natsConnection* nc, void* closure);
+  static void OnAsyncError(natsConnection* nc, natsSubscription* sub,
+                           natsStatus err, void* closure);
+
+  void Log(absl::LogSeverity severity, absl::string_view message) const {
+    options_.logger->Log(severity, message);
+  }
+
+ private:
+  explicit Impl(ConnectionOptions options);
+
+  absl::Status ConnectLane(internal::Lane& lane, bool send_asap);
+  absl::Status CheckOpen() const;
+  // Records and returns an error for `op`.
+  absl::Status Fail(internal::Operation op, absl::Status status);
+  void HandleRequest(internal::SubscriptionCore& core, natsMsg* msg,
+                     absl::Time received_at);
+  void HandleMessage(internal::SubscriptionCore& core, natsMsg* msg,
+                     absl::Time received_at);
+  // Chooses the trace an outgoing message carries.
+  TraceContext OutgoingTrace(
+      const std::optional<TraceContext>& explicit_trace) const;
+  internal::SubjectMetrics& MetricsFor(absl::string_view subject,
+                                       absl::string_view metric_subject);
+
+  ConnectionOptions options_;
+  std::unique_ptr<internal::GatewayMetrics> metrics_;
+  // rpc_: requests, replies and served endpoints; sends immediately.
+  // publish_: publishes and subscriptions; coalesces writes. Equal to rpc_
+  // when batch_publishes is false.
+  std::unique_ptr<internal::Lane> rpc_;
+  std::unique_ptr<internal::Lane> batch_;
+  internal::Lane* publish_ = nullptr;
+  std::shared_ptr<internal::SubscriptionSet> subscriptions_;
+  std::atomic<bool> closed_{false};
+  absl::Mutex close_mu_;
+};
+
+}  // namespace natsgw
+
+#endif  // NATSGW_GATEWAY_SRC_CONNECTION_IMPL_H_

@@ -1,0 +1,252 @@
+#include "metrics.h"
+
+#include <exception>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace natsgw::internal {
+namespace {
+
+constexpr absl::string_view kOverflowLabel = "_other";
+
+uint64_t NextInstanceId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+// The last label each thread looked up: a publisher usually sends to the
+// same subject repeatedly, and this spares the shared mutex and hash lookup.
+struct LookupCache {
+  uint64_t instance_id = 0;
+  std::string label;
+  SubjectMetrics* metrics = nullptr;
+};
+thread_local LookupCache t_lookup_cache;
+
+}  // namespace
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          1e-5, 2.5e-5, 5e-5,   1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3,
+          5e-3, 1e-2,   2.5e-2, 5e-2, 0.1,    0.5,  2.5};
+  return *kBuckets;
+}
+
+const std::string& CodeLabel(absl::StatusCode code) {
+  static const auto* const kLabels = [] {
+    auto* labels = new std::vector<std::string>;
+    for (int i = 0; i < kCodeCount; ++i) {
+      labels->push_back(
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(i)));
+    }
+    return labels;
+  }();
+  const int index = static_cast<int>(code);
+  if (index < 0 || index >= kCodeCount) {
+    return (*kLabels)[static_cast<int>(absl::StatusCode::kUnknown)];
+  }
+  return (*kLabels)[index];
+}
+
+absl::string_view OperationLabel(Operation op) {
+  switch (op) {
+    case Operation::kConnect:
+      return "connect";
+    case Operation::kPublish:
+      return "publish";
+    case Operation::kSubscribe:
+      return "subscribe";
+    case Operation::kRequest:
+      return "request";
+    case Operation::kServe:
+      return "serve";
+    case Operation::kReply:
+      return "reply";
+    case Operation::kFlush:
+      return "flush";
+  }
+  return "unknown";
+}
+
+HistogramsByCode::HistogramsByCode(
+    prometheus::Family<prometheus::Histogram>* family, std::string subject)
+    : family_(family), subject_(std::move(subject)) {}
+
+prometheus::Histogram& HistogramsByCode::For(absl::StatusCode code) {
+  int index = static_cast<int>(code);
+  if (index < 0 || index >= kCodeCount) {
+    index = static_cast<int>(absl::StatusCode::kUnknown);
+  }
+  prometheus::Histogram* h = by_code_[index].load(std::memory_order_acquire);
+  if (h == nullptr) {
+    // Family::Add is thread-safe and returns the existing metric for equal
+    // labels, so a race here only repeats a lookup.
+    h = &family_->Add(
+        {{"subject", subject_},
+         {"code", CodeLabel(static_cast<absl::StatusCode>(index))}},
+        LatencyBuckets());
+    by_code_[index].store(h, std::memory_order_release);
+  }
+  return *h;
+}
+
+SubjectMetrics::SubjectMetrics(GatewayMetrics& metrics,
+                               const std::string& subject_label)
+    : label(subject_label),
+      published(metrics.published_, &label),
+      received(metrics.received_, &label),
+      publish_duration(metrics.publish_duration_, &label),
+      handler_duration(metrics.handler_duration_, &label),
+      client_request(metrics.client_request_duration_, subject_label),
+      server_request(metrics.server_request_duration_, subject_label) {}
+
+GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
+                               size_t max_subjects)
+    : registry_(std::move(registry)),
+      max_subjects_(max_subjects),
+      instance_id_(NextInstanceId()) {}
+
+absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
+    std::shared_ptr<prometheus::Registry> registry, size_t max_subjects) {
+  if (registry == nullptr) {
+    return absl::InvalidArgumentError("metrics registry is null");
+  }
+  std::unique_ptr<GatewayMetrics> m(
+      new GatewayMetrics(std::move(registry), max_subjects));
+  prometheus::Registry& r = *m->registry_;
+  // prometheus-cpp reports conflicts by throwing; no exception leaves natsgw.
+  try {
+    m->client_request_duration_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_client_request_duration_seconds")
+             .Help(
+                 "Time from sending a request to receiving its reply or "
+                 "error, by subject and status code.")
+             .Register(r);
+    m->server_request_duration_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_server_request_duration_seconds")
+             .Help(
+                 "Time a served endpoint spent handling a request, from "
+                 "receipt to reply sent, by subject pattern and status "
+                 "code.")
+             .Register(r);
+    m->handler_duration_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_subscription_handler_duration_seconds")
+             .Help(
+                 "Time a subscription handler spent on one message, by "
+                 "subject pattern.")
+             .Register(r);
+    m->publish_duration_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_publish_duration_seconds")
+             .Help(
+                 "Time a Publish call took to validate, stamp and hand a "
+                 "message to the connection, by subject.")
+             .Register(r);
+    m->published_ = &prometheus::BuildCounter()
+                         .Name("natsgw_messages_published_total")
+                         .Help(
+                             "Messages published (requests and replies "
+                             "excluded), by subject.")
+                         .Register(r);
+    m->received_ = &prometheus::BuildCounter()
+                        .Name("natsgw_messages_received_total")
+                        .Help(
+                            "Messages delivered to subscription and "
+                            "endpoint handlers, by subject pattern.")
+                        .Register(r);
+    m->errors_ = &prometheus::BuildCounter()
+                      .Name("natsgw_errors_total")
+                      .Help("Failed operations by operation and status code.")
+                      .Register(r);
+    auto& replaced = prometheus::BuildCounter()
+                         .Name("natsgw_trace_context_replaced_total")
+                         .Help(
+                             "Received messages whose traceparent was missing "
+                             "or invalid and was replaced by a new trace.")
+                         .Register(r);
+    m->trace_missing_ = &replaced.Add({{"reason", "missing"}});
+    m->trace_invalid_ = &replaced.Add({{"reason", "invalid"}});
+    m->subjects_overflow_ =
+        &prometheus::BuildCounter()
+             .Name("natsgw_metric_subjects_overflow_total")
+             .Help(
+                 "Sends recorded under subject=\"_other\" because "
+                 "max_metric_subjects distinct subjects were already in use.")
+             .Register(r)
+             .Add({});
+  } catch (const std::exception& e) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "cannot register natsgw metrics in the given registry: ", e.what()));
+  }
+  return m;
+}
+
+SubjectMetrics& GatewayMetrics::ForPattern(absl::string_view pattern) {
+  return Lookup(pattern, /*literal=*/false);
+}
+
+SubjectMetrics& GatewayMetrics::ForLiteral(absl::string_view subject) {
+  return Lookup(subject, /*literal=*/true);
+}
+
+SubjectMetrics& GatewayMetrics::Lookup(absl::string_view label, bool literal) {
+  LookupCache& cache = t_lookup_cache;
+  if (cache.instance_id == instance_id_ && cache.label == label) {
+    return *cache.metrics;
+  }
+  SubjectMetrics& found = LookupLocked(label, literal);
+  // Overflowed subjects are not cached, so each one keeps being counted.
+  if (found.label == label) {
+    cache.instance_id = instance_id_;
+    cache.label.assign(label.data(), label.size());
+    cache.metrics = &found;
+  }
+  return found;
+}
+
+SubjectMetrics& GatewayMetrics::LookupLocked(absl::string_view label,
+                                             bool literal) {
+  absl::MutexLock lock(&mu_);
+  auto it = by_label_.find(label);
+  if (it != by_label_.end()) return *it->second;
+  if (literal) {
+    if (literal_count_ >= max_subjects_) {
+      subjects_overflow_->Increment();
+      auto other = by_label_.find(kOverflowLabel);
+      if (other != by_label_.end()) return *other->second;
+      label = kOverflowLabel;
+    } else {
+      ++literal_count_;
+    }
+  }
+  auto entry = std::make_unique<SubjectMetrics>(*this, std::string(label));
+  SubjectMetrics& ref = *entry;
+  by_label_.emplace(std::string(label), std::move(entry));
+  return ref;
+}
+
+void GatewayMetrics::RecordError(Operation op, absl::StatusCode code) {
+  int c = static_cast<int>(code);
+  if (c < 0 || c >= kCodeCount)
+    c = static_cast<int>(absl::StatusCode::kUnknown);
+  auto& slot = errors_by_op_code_[static_cast<int>(op)][c];
+  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    counter =
+        &errors_->Add({{"operation", std::string(OperationLabel(op))},
+                       {"code", CodeLabel(static_cast<absl::StatusCode>(c))}});
+    slot.store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+}
+
+void GatewayMetrics::RecordTraceReplaced(bool missing) {
+  (missing ? trace_missing_ : trace_invalid_)->Increment();
+}
+
+}  // namespace natsgw::internal

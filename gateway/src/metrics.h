@@ -1,0 +1,184 @@
+// natsgw's Prometheus instrumentation: the metric families a Connection
+// records into, and cached per-label handles so the hot path does no
+// registry lookups.
+//
+// Families (label sets are low-cardinality by construction: a subject label
+// is a subscription pattern, a caller-chosen metric_subject, or a literal
+// subject bounded by ConnectionOptions::max_metric_subjects, never a trace ID
+// or an inbox):
+//   natsgw_client_request_duration_seconds{subject,code}    histogram
+//   natsgw_server_request_duration_seconds{subject,code}    histogram
+//   natsgw_subscription_handler_duration_seconds{subject}   histogram
+//   natsgw_publish_duration_seconds{subject}                histogram
+//   natsgw_messages_published_total{subject}                counter
+//   natsgw_messages_received_total{subject}                 counter
+//   natsgw_errors_total{operation,code}                     counter
+//   natsgw_trace_context_replaced_total{reason}             counter
+//   natsgw_metric_subjects_overflow_total                   counter
+//
+// Thread-safety: thread-safe; handles returned are valid for the lifetime of
+// the GatewayMetrics (the registry owns the metrics, and GatewayMetrics keeps
+// the registry alive).
+#ifndef NATSGW_GATEWAY_SRC_METRICS_H_
+#define NATSGW_GATEWAY_SRC_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace natsgw::internal {
+
+// Histogram bucket upper bounds in seconds: 10 us .. 2.5 s, dense below
+// 1 ms where natsgw's request/reply latencies live.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
+
+// The label written for a status code ("OK", "INVALID_ARGUMENT", ...).
+const std::string& CodeLabel(absl::StatusCode code);
+
+enum class Operation {
+  kConnect,
+  kPublish,
+  kSubscribe,
+  kRequest,
+  kServe,
+  kReply,
+  kFlush,
+};
+inline constexpr int kOperationCount = 7;
+absl::string_view OperationLabel(Operation op);
+
+inline constexpr int kCodeCount = 17;  // absl::StatusCode 0..16
+
+// One histogram per status code under a fixed subject label, created on
+// first use.
+class HistogramsByCode {
+ public:
+  HistogramsByCode(prometheus::Family<prometheus::Histogram>* family,
+                   std::string subject);
+  prometheus::Histogram& For(absl::StatusCode code);
+
+ private:
+  prometheus::Family<prometheus::Histogram>* family_;
+  std::string subject_;
+  std::array<std::atomic<prometheus::Histogram*>, kCodeCount> by_code_{};
+};
+
+// A metric of a family under one fixed subject label, created on first use
+// so that a subject only has the series it actually records (a served
+// endpoint has no publish series, a publisher no receive series).
+template <typename T>
+class LazyMetric {
+ public:
+  LazyMetric(prometheus::Family<T>* family, const std::string* subject)
+      : family_(family), subject_(subject) {}
+  T& Get() {
+    T* m = metric_.load(std::memory_order_acquire);
+    if (m == nullptr) {
+      // Family::Add is thread-safe and returns the existing metric for equal
+      // labels, so a race here only repeats a lookup.
+      if constexpr (std::is_same_v<T, prometheus::Histogram>) {
+        m = &family_->Add({{"subject", *subject_}}, LatencyBuckets());
+      } else {
+        m = &family_->Add({{"subject", *subject_}});
+      }
+      metric_.store(m, std::memory_order_release);
+    }
+    return *m;
+  }
+
+ private:
+  prometheus::Family<T>* const family_;
+  const std::string* const subject_;
+  std::atomic<T*> metric_{nullptr};
+};
+
+// Every per-subject metric, resolved for one subject label.
+struct SubjectMetrics {
+  SubjectMetrics(class GatewayMetrics& metrics, const std::string& label);
+
+  const std::string label;
+  LazyMetric<prometheus::Counter> published;
+  LazyMetric<prometheus::Counter> received;
+  LazyMetric<prometheus::Histogram> publish_duration;
+  LazyMetric<prometheus::Histogram> handler_duration;
+  HistogramsByCode client_request;
+  HistogramsByCode server_request;
+};
+
+class GatewayMetrics {
+ public:
+  // Registers (or joins, if another Connection already did) the families in
+  // `registry`. Fails with ALREADY_EXISTS if a family name is taken by a
+  // metric of another type.
+  static absl::StatusOr<std::unique_ptr<GatewayMetrics>> Create(
+      std::shared_ptr<prometheus::Registry> registry, size_t max_subjects);
+
+  // Metrics for an exact label (a subscription pattern or caller-chosen
+  // metric_subject): always distinct, not counted against the cap.
+  SubjectMetrics& ForPattern(absl::string_view pattern);
+  // Metrics for a literal subject: the first `max_subjects` distinct ones get
+  // their own label, later ones share "_other".
+  SubjectMetrics& ForLiteral(absl::string_view subject);
+
+  void RecordError(Operation op, absl::StatusCode code);
+  void RecordTraceReplaced(bool missing);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const {
+    return registry_;
+  }
+
+ private:
+  friend struct SubjectMetrics;
+  explicit GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
+                          size_t max_subjects);
+
+  SubjectMetrics& Lookup(absl::string_view label, bool literal);
+  SubjectMetrics& LookupLocked(absl::string_view label, bool literal);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  const size_t max_subjects_;
+  // Distinguishes instances in the per-thread lookup cache (an address could
+  // be reused by a later instance; this never is).
+  const uint64_t instance_id_;
+
+  prometheus::Family<prometheus::Histogram>* client_request_duration_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* server_request_duration_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* handler_duration_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* publish_duration_ = nullptr;
+  prometheus::Family<prometheus::Counter>* published_ = nullptr;
+  prometheus::Family<prometheus::Counter>* received_ = nullptr;
+  prometheus::Family<prometheus::Counter>* errors_ = nullptr;
+  prometheus::Counter* trace_missing_ = nullptr;
+  prometheus::Counter* trace_invalid_ = nullptr;
+  prometheus::Counter* subjects_overflow_ = nullptr;
+
+  std::array<std::array<std::atomic<prometheus::Counter*>, kCodeCount>,
+             kOperationCount>
+      errors_by_op_code_{};
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<SubjectMetrics>> by_label_
+      ABSL_GUARDED_BY(mu_);
+  size_t literal_count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Seconds as a double, for Histogram::Observe.
+inline double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+}  // namespace natsgw::internal
+
+#endif  // NATSGW_GATEWAY_SRC_METRICS_H_

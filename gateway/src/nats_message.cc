@@ -1,0 +1,190 @@
+#include "nats_message.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nats_status.h"
+#include "natsgw/status_macros.h"
+#include "natsgw/wire_headers.h"
+
+namespace natsgw::internal {
+namespace {
+
+constexpr absl::string_view kHeaderPreamble = "NATS/1.0\r\n";
+
+size_t FieldBytes(absl::string_view key, absl::string_view value) {
+  return key.size() + 2 + value.size() + 2;  // "key: value\r\n"
+}
+
+// Stamp headers as (key, value) pairs, in the order they are written.
+struct StampFields {
+  std::string traceparent;
+  std::string sent_at;
+  std::string timeout;
+};
+
+StampFields FormatStamp(const Stamp& stamp) {
+  StampFields f;
+  f.traceparent = stamp.trace.ToTraceParent();
+  f.sent_at = absl::StrCat(absl::ToUnixNanos(stamp.sent_at));
+  if (stamp.timeout) {
+    int64_t us = absl::ToInt64Microseconds(*stamp.timeout);
+    f.timeout = absl::StrCat(us < 0 ? 0 : us);
+  }
+  return f;
+}
+
+size_t StampBytes(const Stamp& stamp, const StampFields& f) {
+  size_t n = FieldBytes(kTraceParentHeader, f.traceparent) +
+             FieldBytes(kMessageIdHeader, stamp.message_id) +
+             FieldBytes(kSentAtHeader, f.sent_at);
+  if (!stamp.trace.trace_state().empty()) {
+    n += FieldBytes(kTraceStateHeader, stamp.trace.trace_state());
+  }
+  if (stamp.timeout) n += FieldBytes(kTimeoutHeader, f.timeout);
+  return n;
+}
+
+size_t HeadersBytes(const Headers* headers) {
+  size_t n = 0;
+  if (headers == nullptr) return n;
+  for (const HeaderField& field : *headers) {
+    n += FieldBytes(field.key, field.value);
+  }
+  return n;
+}
+
+// Header fields are std::strings, so their c_str() is the NUL-terminated
+// form nats.c wants without a copy.
+natsStatus AddHeader(natsMsg* msg, const HeaderField& field) {
+  return natsMsgHeader_Add(msg, field.key.c_str(), field.value.c_str());
+}
+
+}  // namespace
+
+size_t HeaderBlockBytes(const Headers& app_headers,
+                        const Headers* extra_headers, const Stamp& stamp) {
+  return kHeaderPreamble.size() + StampBytes(stamp, FormatStamp(stamp)) +
+         HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
+}
+
+absl::StatusOr<NatsMsgPtr> BuildNatsMsg(
+    absl::string_view subject, const char* reply, absl::string_view data,
+    const Headers& app_headers, const Headers* extra_headers,
+    const Stamp& stamp, int64_t max_payload) {
+  NATSGW_RETURN_IF_ERROR(EnsureNatsLibrary());
+  const StampFields fields = FormatStamp(stamp);
+  const size_t header_bytes =
+      kHeaderPreamble.size() + StampBytes(stamp, fields) +
+      HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
+  if (max_payload > 0 &&
+      static_cast<int64_t>(data.size() + header_bytes) > max_payload) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "message of %d bytes (payload %d + headers %d) exceeds the server's "
+        "max_payload of %d bytes",
+        data.size() + header_bytes, data.size(), header_bytes, max_payload));
+  }
+
+  natsMsg* raw = nullptr;
+  const std::string subject_str(subject);
+  natsStatus s = natsMsg_Create(&raw, subject_str.c_str(), reply, data.data(),
+                                static_cast<int>(data.size()));
+  if (s != NATS_OK) return NatsError(s, "creating message");
+  NatsMsgPtr msg(raw);
+
+  s = natsMsgHeader_Set(msg.get(), kTraceParentHeader.data(),
+                        fields.traceparent.c_str());
+  if (s == NATS_OK && !stamp.trace.trace_state().empty()) {
+    s = natsMsgHeader_Set(msg.get(), kTraceStateHeader.data(),
+                          stamp.trace.trace_state().c_str());
+  }
+  if (s == NATS_OK) {
+    s = natsMsgHeader_Set(msg.get(), kMessageIdHeader.data(),
+                          stamp.message_id.c_str());
+  }
+  if (s == NATS_OK) {
+    s = natsMsgHeader_Set(msg.get(), kSentAtHeader.data(),
+                          fields.sent_at.c_str());
+  }
+  if (s == NATS_OK && stamp.timeout) {
+    s = natsMsgHeader_Set(msg.get(), kTimeoutHeader.data(),
+                          fields.timeout.c_str());
+  }
+  for (const HeaderField& field : app_headers) {
+    if (s != NATS_OK) break;
+    s = AddHeader(msg.get(), field);
+  }
+  if (extra_headers != nullptr) {
+    for (const HeaderField& field : *extra_headers) {
+      if (s != NATS_OK) break;
+      s = AddHeader(msg.get(), field);
+    }
+  }
+  if (s != NATS_OK) return NatsError(s, "setting message headers");
+  return msg;
+}
+
+Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin) {
+  Message m;
+  m.received_at = received_at;
+  m.subject = natsMsg_GetSubject(msg);
+  const char* data = natsMsg_GetData(msg);
+  const int len = natsMsg_GetDataLength(msg);
+  if (data != nullptr && len > 0) m.data.assign(data, static_cast<size_t>(len));
+
+  const char** keys = nullptr;
+  int key_count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
+    for (int i = 0; i < key_count; ++i) {
+      const char** values = nullptr;
+      int value_count = 0;
+      if (natsMsgHeader_Values(msg, keys[i], &values, &value_count) ==
+          NATS_OK) {
+        for (int j = 0; j < value_count; ++j) {
+          m.headers.Add(keys[i], values[j] != nullptr ? values[j] : "");
+        }
+        std::free(values);
+      }
+    }
+    std::free(keys);
+  }
+
+  // Trace: the sender's, if well-formed; otherwise a new root (and the raw
+  // value is never forwarded).
+  TraceOrigin trace_origin = TraceOrigin::kMissing;
+  if (std::optional<absl::string_view> tp = m.headers.Get(kTraceParentHeader)) {
+    absl::string_view state = m.headers.Get(kTraceStateHeader).value_or("");
+    absl::StatusOr<TraceContext> parsed = TraceContext::Parse(*tp, state);
+    if (parsed.ok()) {
+      m.trace = *std::move(parsed);
+      trace_origin = TraceOrigin::kReceived;
+    } else {
+      trace_origin = TraceOrigin::kInvalid;
+    }
+  }
+  if (trace_origin != TraceOrigin::kReceived) {
+    m.trace = TraceContext::NewRoot();
+    m.trace_replaced = true;
+  }
+  if (origin != nullptr) *origin = trace_origin;
+
+  if (std::optional<absl::string_view> id = m.headers.Get(kMessageIdHeader)) {
+    m.message_id = std::string(*id);
+  }
+  int64_t number = 0;
+  if (std::optional<absl::string_view> sent = m.headers.Get(kSentAtHeader);
+      sent && absl::SimpleAtoi(*sent, &number) && number > 0) {
+    m.sent_at = absl::FromUnixNanos(number);
+  }
+  if (std::optional<absl::string_view> budget = m.headers.Get(kTimeoutHeader);
+      budget && absl::SimpleAtoi(*budget, &number)) {
+    m.deadline = received_at + absl::Microseconds(number < 0 ? 0 : number);
+  }
+  return m;
+}
+
+}  // namespace natsgw::internal

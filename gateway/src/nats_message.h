@@ -1,0 +1,63 @@
+// Conversion between natsgw's view of a message and nats.c's natsMsg:
+// stamping outgoing messages with the wire-contract headers, and parsing
+// those headers out of incoming ones.
+//
+// Thread-safety: stateless functions; safe from any thread.
+#ifndef NATSGW_GATEWAY_SRC_NATS_MESSAGE_H_
+#define NATSGW_GATEWAY_SRC_NATS_MESSAGE_H_
+
+#include <nats/nats.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "natsgw/headers.h"
+#include "natsgw/message.h"
+#include "natsgw/trace_context.h"
+
+namespace natsgw::internal {
+
+struct NatsMsgDeleter {
+  void operator()(natsMsg* msg) const { natsMsg_Destroy(msg); }
+};
+// The single owner of a natsMsg.
+using NatsMsgPtr = std::unique_ptr<natsMsg, NatsMsgDeleter>;
+
+// What natsgw stamps on an outgoing message.
+struct Stamp {
+  TraceContext trace;  // written as traceparent (+ tracestate)
+  std::string message_id;
+  absl::Time sent_at;
+  // Requests only: remaining budget, written as Natsgw-Timeout-Us.
+  std::optional<absl::Duration> timeout;
+};
+
+// Builds a natsMsg carrying `data`, the stamp headers, `app_headers` (already
+// validated by the caller) and `extra_headers` (natsgw's own, e.g. error
+// headers; not validated). Fails with INVALID_ARGUMENT if payload plus header
+// block exceeds `max_payload` bytes.
+absl::StatusOr<NatsMsgPtr> BuildNatsMsg(
+    absl::string_view subject, const char* reply, absl::string_view data,
+    const Headers& app_headers, const Headers* extra_headers,
+    const Stamp& stamp, int64_t max_payload);
+
+// Size in bytes of the NATS header block ("NATS/1.0\r\n" ... "\r\n") that
+// BuildNatsMsg would produce for these headers.
+size_t HeaderBlockBytes(const Headers& app_headers,
+                        const Headers* extra_headers, const Stamp& stamp);
+
+// Why a received message's trace was replaced.
+enum class TraceOrigin { kReceived, kMissing, kInvalid };
+
+// Reads a received natsMsg into a Message (copying payload and headers).
+// `received_at` is used for `received_at` and as the base of `deadline`.
+Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin);
+
+}  // namespace natsgw::internal
+
+#endif  // NATSGW_GATEWAY_SRC_NATS_MESSAGE_H_

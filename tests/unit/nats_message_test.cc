@@ -1,0 +1,124 @@
+#include "nats_message.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nats_status.h"
+#include "natsgw/wire_headers.h"
+
+namespace natsgw::internal {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+// nats.c must be initialized before messages can be freed.
+class NatsLibrary : public ::testing::Environment {
+ public:
+  void SetUp() override { ASSERT_TRUE(EnsureNatsLibrary().ok()); }
+};
+const auto* const kNatsLibrary =
+    ::testing::AddGlobalTestEnvironment(new NatsLibrary);
+
+Stamp MakeStamp() {
+  Stamp stamp;
+  stamp.trace = *TraceContext::Parse(
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "k=v");
+  stamp.message_id = "MSGID1234567890";
+  stamp.sent_at = absl::FromUnixNanos(1732500000123456789);
+  return stamp;
+}
+
+TEST(NatsMessageTest, StampsAndReadsBackTheWireHeaders) {
+  Stamp stamp = MakeStamp();
+  stamp.timeout = absl::Milliseconds(250);
+  Headers app{{"Tenant", "acme"}, {"Tenant", "beta"}};
+  auto msg = BuildNatsMsg("users.RegisterUser", nullptr, "payload", app,
+                          nullptr, stamp, 1 << 20);
+  ASSERT_TRUE(msg.ok()) << msg.status();
+
+  const absl::Time received = absl::FromUnixSeconds(1800000000);
+  TraceOrigin origin;
+  Message m = ReadNatsMsg(msg->get(), received, &origin);
+  EXPECT_EQ(origin, TraceOrigin::kReceived);
+  EXPECT_EQ(m.subject, "users.RegisterUser");
+  EXPECT_EQ(m.data, "payload");
+  EXPECT_EQ(m.trace, stamp.trace);
+  EXPECT_FALSE(m.trace_replaced);
+  EXPECT_EQ(m.message_id, "MSGID1234567890");
+  EXPECT_EQ(m.sent_at, stamp.sent_at);
+  EXPECT_EQ(m.deadline, received + absl::Milliseconds(250));
+  EXPECT_THAT(m.headers.GetAll("tenant"),
+              ::testing::ElementsAre("acme", "beta"));
+  EXPECT_THAT(m.headers.Get("traceparent"),
+              Optional(absl::string_view(
+                  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")));
+  EXPECT_THAT(m.headers.Get(kSentAtHeader),
+              Optional(absl::string_view("1732500000123456789")));
+}
+
+TEST(NatsMessageTest, BinaryPayloadSurvives) {
+  const std::string payload("\0\x01\xff\r\n", 5);
+  auto msg = BuildNatsMsg("a", nullptr, payload, {}, nullptr, MakeStamp(), 0);
+  ASSERT_TRUE(msg.ok());
+  EXPECT_EQ(ReadNatsMsg(msg->get(), absl::Now(), nullptr).data, payload);
+}
+
+TEST(NatsMessageTest, RejectsMessagesOverMaxPayloadCountingHeaders) {
+  Stamp stamp = MakeStamp();
+  const size_t headers = HeaderBlockBytes({}, nullptr, stamp);
+  // Exactly at the limit is fine; one byte more is not.
+  std::string data(1000 - headers, 'x');
+  EXPECT_TRUE(BuildNatsMsg("a", nullptr, data, {}, nullptr, stamp, 1000).ok());
+  data.push_back('x');
+  auto too_big = BuildNatsMsg("a", nullptr, data, {}, nullptr, stamp, 1000);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_big.status().message()),
+              HasSubstr("exceeds the server's max_payload of 1000 bytes"));
+}
+
+natsMsg* RawMessage(const char* traceparent) {
+  natsMsg* msg = nullptr;
+  EXPECT_EQ(natsMsg_Create(&msg, "s", nullptr, "", 0), NATS_OK);
+  if (traceparent != nullptr) {
+    EXPECT_EQ(natsMsgHeader_Set(msg, "Traceparent", traceparent), NATS_OK);
+  }
+  return msg;
+}
+
+TEST(NatsMessageTest, ReadsTraceparentCaseInsensitively) {
+  NatsMsgPtr msg(
+      RawMessage("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+  TraceOrigin origin;
+  Message m = ReadNatsMsg(msg.get(), absl::Now(), &origin);
+  EXPECT_EQ(origin, TraceOrigin::kReceived);
+  EXPECT_EQ(m.trace.TraceIdHex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_FALSE(m.trace.sampled());
+}
+
+TEST(NatsMessageTest, ReplacesMissingOrInvalidTrace) {
+  NatsMsgPtr invalid(RawMessage("00-garbage"));
+  TraceOrigin origin;
+  Message m = ReadNatsMsg(invalid.get(), absl::Now(), &origin);
+  EXPECT_EQ(origin, TraceOrigin::kInvalid);
+  EXPECT_TRUE(m.trace_replaced);
+  EXPECT_TRUE(m.trace.valid());
+
+  NatsMsgPtr missing(RawMessage(nullptr));
+  Message m2 = ReadNatsMsg(missing.get(), absl::Now(), &origin);
+  EXPECT_EQ(origin, TraceOrigin::kMissing);
+  EXPECT_TRUE(m2.trace.valid());
+  EXPECT_TRUE(m2.message_id.empty());
+  EXPECT_FALSE(m2.sent_at.has_value());
+  EXPECT_FALSE(m2.deadline.has_value());
+}
+
+TEST(NatsMessageTest, NegativeBudgetMeansAlreadyExpired) {
+  NatsMsgPtr msg(RawMessage(nullptr));
+  ASSERT_EQ(natsMsgHeader_Set(msg.get(), "Natsgw-Timeout-Us", "-5"), NATS_OK);
+  const absl::Time now = absl::Now();
+  EXPECT_EQ(ReadNatsMsg(msg.get(), now, nullptr).deadline, now);
+}
+
+}  // namespace
+}  // namespace natsgw::internal

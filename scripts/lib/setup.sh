@@ -1,0 +1,91 @@
+# Shared set-up for scripts/demo and scripts/test (sourced, not executed).
+#
+#   natsgw_install_packages   install missing Debian packages (idempotent)
+#   natsgw_build [target...]  configure and build into $BUILD_DIR
+#
+# Environment:
+#   BUILD_DIR              build tree (default: <repo>/build)
+#   NATSGW_SKIP_INSTALL=1  do not touch packages (e.g. without root)
+#   CMAKE_BUILD_TYPE       default RelWithDebInfo
+#   NATSGW_CMAKE_ARGS      extra arguments for the CMake configure step
+
+set -euo pipefail
+
+NATSGW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-${NATSGW_ROOT}/build}"
+
+# Everything the build, the tests and the demo need, all from Debian bookworm.
+NATSGW_PACKAGES=(
+  g++ cmake ninja-build pkg-config make
+  libnats-dev nats-server
+  libflatbuffers-dev flatbuffers-compiler
+  libabsl-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  curl ca-certificates
+)
+
+natsgw_log() { printf '==> %s\n' "$*" >&2; }
+
+natsgw_missing_packages() {
+  local pkg missing=()
+  for pkg in "${NATSGW_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  printf '%s\n' "${missing[@]}"
+}
+
+natsgw_install_packages() {
+  if [[ "${NATSGW_SKIP_INSTALL:-0}" == "1" ]]; then
+    return 0
+  fi
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    natsgw_log "not a Debian system: install the equivalents of: ${NATSGW_PACKAGES[*]}"
+    return 0
+  fi
+  local missing
+  mapfile -t missing < <(natsgw_missing_packages)
+  if [[ ${#missing[@]} -eq 0 || -z "${missing[0]}" ]]; then
+    return 0
+  fi
+  local sudo=()
+  if [[ "$(id -u)" != "0" ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo=(sudo)
+    else
+      natsgw_log "missing packages and not root: apt-get install ${missing[*]}"
+      return 1
+    fi
+  fi
+  natsgw_log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  local apt=("${sudo[@]}" apt-get -y -q -o Dpkg::Use-Pty=0)
+  # A fresh machine may have no package lists yet: update once and retry.
+  if ! "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null; then
+    natsgw_log "apt-get install failed; refreshing package lists and retrying"
+    "${apt[@]}" update >/dev/null
+    "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+natsgw_build() {
+  local generator=()
+  if command -v ninja >/dev/null 2>&1; then
+    generator=(-G Ninja)
+  fi
+  # Reconfigure only when needed: a tree configured with another generator
+  # is reused as it is.
+  if [[ ! -f "${BUILD_DIR}/CMakeCache.txt" ]]; then
+    natsgw_log "configuring ${BUILD_DIR}"
+    # shellcheck disable=SC2086
+    cmake -S "${NATSGW_ROOT}" -B "${BUILD_DIR}" "${generator[@]}" \
+      -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \
+      ${NATSGW_CMAKE_ARGS:-} >/dev/null
+  fi
+  natsgw_log "building ${*:-everything} in ${BUILD_DIR}"
+  local targets=()
+  local t
+  for t in "$@"; do targets+=(--target "$t"); done
+  cmake --build "${BUILD_DIR}" --parallel "$(nproc)" "${targets[@]}"
+}

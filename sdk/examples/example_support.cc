@@ -1,0 +1,96 @@
+#include "example_support.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+
+ABSL_FLAG(std::string, nats_url, "",
+          "NATS server URL(s), comma-separated. Default: $NATS_URL, else "
+          "nats://127.0.0.1:4222");
+
+namespace natsgw::examples {
+namespace {
+
+absl::Mutex g_print_mu;
+
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+void InitProgram(int argc, char** argv, absl::string_view usage) {
+  absl::SetProgramUsageMessage(usage);
+  absl::FlagsUsageConfig config;
+  // --help lists the flags defined by the examples (not Abseil's internals).
+  config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "sdk/examples/");
+  };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  absl::SetFlagsUsageConfig(config);
+  absl::ParseCommandLine(argc, argv);
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::string WaitForShutdown() {
+  sigset_t set = ShutdownSignals();
+  int signal = 0;
+  sigwait(&set, &signal);
+  return signal == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name) {
+  std::string urls = absl::GetFlag(FLAGS_nats_url);
+  if (urls.empty()) {
+    const char* env = std::getenv("NATS_URL");
+    urls = env != nullptr && env[0] != '\0' ? env : "nats://127.0.0.1:4222";
+  }
+  ConnectionOptions options;
+  options.servers = absl::StrSplit(urls, ',', absl::SkipEmpty());
+  options.name = std::string(name);
+  options.logger = std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
+  return options;
+}
+
+void PrintLine(absl::string_view component, absl::string_view trace_id,
+               absl::string_view text) {
+  // Components padded to one width so the trace IDs line up.
+  std::string line =
+      absl::StrFormat("%-13s trace=%s %s\n", component, trace_id, text);
+  absl::MutexLock lock(&g_print_mu);
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);
+}
+
+std::string FormatLatency(absl::Duration d) {
+  const double us = absl::ToDoubleMicroseconds(d);
+  if (us < 10000) return absl::StrFormat("%.0f us", us);
+  return absl::StrFormat("%.1f ms", us / 1000);
+}
+
+std::string RandomHex(int digits) {
+  thread_local absl::BitGen gen;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(digits, '0');
+  for (char& c : out) c = kHex[absl::Uniform(gen, 0, 16)];
+  return out;
+}
+
+}  // namespace natsgw::examples

@@ -1,0 +1,79 @@
+// Shared plumbing of the example binaries (user-service, email-service,
+// register-users): command-line flags, output lines keyed by trace ID, waiting
+// for SIGTERM/SIGINT, and checking FlatBuffers payloads.
+//
+// Thread-safety: PrintLine may be called from any thread; the other functions
+// are for main().
+#ifndef NATSGW_SDK_EXAMPLES_EXAMPLE_SUPPORT_H_
+#define NATSGW_SDK_EXAMPLES_EXAMPLE_SUPPORT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/flags/declare.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "flatbuffers/flatbuffers.h"
+#include "natsgw/connection.h"
+#include "natsgw/metrics_server.h"
+
+ABSL_DECLARE_FLAG(std::string, nats_url);
+ABSL_DECLARE_FLAG(int, metrics_port);
+
+namespace natsgw::examples {
+
+// Parses flags (with a --help that lists this program's flags) and blocks
+// SIGINT/SIGTERM in every thread created afterwards, so WaitForShutdown()
+// can take them synchronously.
+void InitProgram(int argc, char** argv, absl::string_view usage);
+
+// Blocks until SIGINT or SIGTERM arrives; returns its name.
+std::string WaitForShutdown();
+
+// Connection options from --nats_url (default: $NATS_URL, else
+// nats://127.0.0.1:4222), named `name`, logging warnings to stderr.
+ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name);
+
+// Starts the /metrics endpoint on --metrics_port (0 picks a free port; -1
+// disables it, returning nullptr).
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsFromFlags(
+    std::shared_ptr<prometheus::Registry> registry);
+
+// Writes "<component> trace=<id> <text>" to stdout as one line.
+void PrintLine(absl::string_view component, absl::string_view trace_id,
+               absl::string_view text);
+
+// "123 us" below 10 ms, "12.3 ms" above.
+std::string FormatLatency(absl::Duration d);
+
+// Bytes of a finished FlatBufferBuilder, as a payload.
+inline absl::string_view Payload(const flatbuffers::FlatBufferBuilder& fbb) {
+  return absl::string_view(
+      reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+// Verifies `data` as a `T` root with file identifier `identifier` and returns
+// the view, or INVALID_ARGUMENT naming the type.
+template <typename T>
+absl::StatusOr<const T*> ReadRoot(absl::string_view data,
+                                  const char* identifier,
+                                  absl::string_view type_name) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
+  flatbuffers::Verifier verifier(bytes, data.size());
+  if (!verifier.VerifyBuffer<T>(identifier)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "payload of %d bytes is not a valid %s (file identifier %s)",
+        data.size(), type_name, identifier));
+  }
+  return flatbuffers::GetRoot<T>(bytes);
+}
+
+// A random lower-case hex string of `digits` digits.
+std::string RandomHex(int digits);
+
+}  // namespace natsgw::examples
+
+#endif  // NATSGW_SDK_EXAMPLES_EXAMPLE_SUPPORT_H_

@@ -1,0 +1,149 @@
+// user-service: registers users over request/reply and announces each new
+// user with a `users.events.UserRegistered` event, without waiting for what
+// other services (the e-mail service) do with it.
+//
+//   user-service --nats_url=nats://127.0.0.1:4222 --metrics_port=9090
+//
+// Endpoint users.RegisterUser (queue group "q"): RegisterUserRequest ->
+// RegisterUserReply. An e-mail without '@' is INVALID_ARGUMENT; an e-mail
+// registered before is ALREADY_EXISTS.
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "example_support.h"
+#include "natsgw/schemas/users_generated.h"
+#include "natsgw/status_macros.h"
+
+namespace natsgw::examples {
+namespace {
+
+constexpr absl::string_view kComponent = "user-service";
+
+// The users known so far (in memory: the example is about messaging, not
+// storage).
+class UserDirectory {
+ public:
+  // Claims `email`; false if it was taken already.
+  bool Claim(absl::string_view email) {
+    absl::MutexLock lock(&mu_);
+    return emails_.insert(std::string(email)).second;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> emails_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<Reply> RegisterUser(Connection& conn, UserDirectory& users,
+                                   const Message& request) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string trace = request.trace.TraceIdHex();
+  NATSGW_ASSIGN_OR_RETURN(
+      const users::RegisterUserRequest* req,
+      ReadRoot<users::RegisterUserRequest>(
+          request.data, users::RegisterUserRequestIdentifier(),
+          "natsgw.users.RegisterUserRequest"));
+  const std::string email = req->email()->str();
+  const std::string name =
+      req->display_name() ? req->display_name()->str() : "";
+  if (std::count(email.begin(), email.end(), '@') != 1) {
+    PrintLine(kComponent, trace,
+              absl::StrCat("rejected '", email, "': not an e-mail address"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("email \"", email, "\" must contain exactly one '@'"));
+  }
+  if (!users.Claim(email)) {
+    PrintLine(kComponent, trace,
+              absl::StrCat("rejected ", email, ": already registered"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("a user with email ", email, " is already registered"));
+  }
+  const std::string user_id = absl::StrCat("u-", RandomHex(12));
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+
+  // Announce the new user. The publish is fire-and-forget: the reply does not
+  // wait for the e-mail. It continues this request's trace automatically.
+  flatbuffers::FlatBufferBuilder event(256);
+  event.Finish(users::CreateUserRegisteredDirect(
+                   event, user_id.c_str(), email.c_str(), name.c_str(), now_ms),
+               users::RegisterUserRequestIdentifier());
+  PublishOptions publish;
+  publish.message_id = absl::StrCat("user-registered-", user_id);
+  NATSGW_RETURN_IF_ERROR(
+      conn.Publish("users.events.UserRegistered", Payload(event), publish)
+          .status());
+
+  flatbuffers::FlatBufferBuilder reply(128);
+  reply.Finish(
+      users::CreateRegisterUserReplyDirect(reply, user_id.c_str(), now_ms),
+      users::RegisterUserRequestIdentifier());
+  const absl::Duration took =
+      absl::FromChrono(std::chrono::steady_clock::now() - start);
+  PrintLine(kComponent, trace,
+            absl::StrCat("RegisterUser ", email, " -> ", user_id,
+                         ", published users.events.UserRegistered (handled in ",
+                         FormatLatency(took), ")"));
+  return Reply{std::string(Payload(reply)), {}};
+}
+
+int Run() {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ConnectionOptions options = ConnectionOptionsFromFlags("user-service");
+  options.registry = registry;
+  absl::StatusOr<std::unique_ptr<Connection>> conn =
+      Connection::Create(options);
+  if (!conn.ok()) {
+    std::fprintf(stderr, "user-service: %s\n",
+                 conn.status().ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+      StartMetricsFromFlags(registry);
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "user-service: %s\n",
+                 metrics.status().ToString().c_str());
+    return 1;
+  }
+  UserDirectory users;
+  Connection& c = **conn;
+  absl::StatusOr<std::unique_ptr<Subscription>> endpoint = c.Serve(
+      "users.RegisterUser", "q",
+      [&c, &users](const Message& m) { return RegisterUser(c, users, m); });
+  if (!endpoint.ok()) {
+    std::fprintf(stderr, "user-service: %s\n",
+                 endpoint.status().ToString().c_str());
+    return 1;
+  }
+  const std::string metrics_note =
+      *metrics ? absl::StrCat(", metrics at ", (*metrics)->url()) : "";
+  std::printf("user-service ready: serving users.RegisterUser on %s%s\n",
+              c.connected_url().c_str(), metrics_note.c_str());
+  std::fflush(stdout);
+
+  const std::string signal = WaitForShutdown();
+  std::printf("user-service: %s received, shutting down\n", signal.c_str());
+  endpoint->reset();  // stop taking requests, let a running one finish
+  c.Close();          // flushes what was published
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace natsgw::examples
+
+int main(int argc, char** argv) {
+  natsgw::examples::InitProgram(
+      argc, argv,
+      "Registers users (users.RegisterUser) and publishes "
+      "users.events.UserRegistered.\nUsage: user-service [--nats_url=URL] "
+      "[--metrics_port=PORT]");
+  return natsgw::examples::Run();
+}

@@ -1,0 +1,388 @@
+// natsgw-bench: natsgw against raw nats.c, measured in the same run on the
+// same nats-server, printed as one JSON object per line.
+//
+//   build/bin/natsgw-bench                      # every scenario
+//   build/bin/natsgw-bench --scenarios=raw_request_asap,gateway_request
+//   build/bin/natsgw-bench --nats_url=nats://127.0.0.1:4222   # existing server
+//
+// Scenarios:
+//   raw_request_default  nats.c natsConnection_RequestMsg, default options on
+//                        requester and responder (the responder's reply waits
+//                        for nats.c's 1 ms flusher)
+//   raw_request_asap     the same with natsOptions_SetSendAsap on both
+//   gateway_request      natsgw Connection::Request against Connection::Serve
+//                        (separate connections, as two services would be)
+//   raw_publish          nats.c natsConnection_Publish, default options
+//                        (buffered), then a flush
+//   raw_publish_headers  the same through natsConnection_PublishMsg with the
+//                        three headers natsgw stamps (traceparent, Nats-Msg-Id,
+//                        send time; values precomputed): the floor that nats.c
+//                        3.4.1's header API sets for any traced publish
+//   gateway_publish      natsgw Connection::Publish (trace, ID, timestamp,
+//                        metrics on every message), then Flush
+//
+// Request scenarios are sequential (one call in flight): latency is the point.
+// Publish scenarios measure throughput; their latency is the cost of one
+// publish call. Every loop is bounded by a count and by --max_seconds.
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "harness/nats_server.h"
+#include "natsgw/connection.h"
+#include "natsgw/status_macros.h"
+
+ABSL_FLAG(std::string, nats_url, "",
+          "Use this NATS server instead of starting a private one");
+ABSL_FLAG(std::string, scenarios, "",
+          "Comma-separated scenarios to run (default: all)");
+ABSL_FLAG(int, payload_bytes, 64, "Payload size of every message");
+ABSL_FLAG(int, requests, 5000, "Measured requests per request scenario");
+ABSL_FLAG(int, publishes, 200000, "Messages per publish scenario");
+ABSL_FLAG(int, warmup, 500, "Unmeasured operations before each scenario");
+ABSL_FLAG(double, max_seconds, 20, "Upper bound on each scenario's duration");
+
+namespace natsgw::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Result {
+  std::string scenario;
+  int64_t ops = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  double ops_per_s = 0;
+};
+
+Result Summarize(const std::string& scenario,
+                 std::vector<int64_t>& latencies_ns, Clock::duration wall) {
+  Result r;
+  r.scenario = scenario;
+  r.ops = static_cast<int64_t>(latencies_ns.size());
+  if (latencies_ns.empty()) return r;
+  std::sort(latencies_ns.begin(), latencies_ns.end());
+  auto pct = [&](double q) {
+    size_t i = static_cast<size_t>(q * (latencies_ns.size() - 1));
+    return latencies_ns[i] / 1000.0;
+  };
+  r.p50_us = pct(0.50);
+  r.p99_us = pct(0.99);
+  const double seconds = std::chrono::duration<double>(wall).count();
+  r.ops_per_s = seconds > 0 ? r.ops / seconds : 0;
+  return r;
+}
+
+void Print(const Result& r, int payload_bytes,
+           const std::map<std::string, double>& extra = {}) {
+  std::string line = absl::StrFormat(
+      "{\"scenario\": \"%s\", \"payload_bytes\": %d, \"ops\": %d, "
+      "\"p50_us\": %.1f, \"p99_us\": %.1f, \"ops_per_s\": %.0f",
+      r.scenario, payload_bytes, r.ops, r.p50_us, r.p99_us, r.ops_per_s);
+  for (const auto& [key, value] : extra) {
+    absl::StrAppend(&line, absl::StrFormat(", \"%s\": %.3f", key, value));
+  }
+  absl::StrAppend(&line, "}\n");
+  std::fputs(line.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+absl::Status Check(natsStatus s, absl::string_view what) {
+  if (s == NATS_OK) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat(what, ": ", natsStatus_GetText(s)));
+}
+
+// One raw nats.c connection, closed and destroyed with the object.
+class RawConnection {
+ public:
+  static absl::StatusOr<std::unique_ptr<RawConnection>> Connect(
+      const std::string& url, bool send_asap) {
+    auto conn = std::unique_ptr<RawConnection>(new RawConnection);
+    natsOptions* opts = nullptr;
+    NATSGW_RETURN_IF_ERROR(Check(natsOptions_Create(&opts), "options"));
+    natsOptions_SetURL(opts, url.c_str());
+    natsOptions_SetSendAsap(opts, send_asap);
+    natsStatus s = natsConnection_Connect(&conn->nc_, opts);
+    natsOptions_Destroy(opts);
+    NATSGW_RETURN_IF_ERROR(Check(s, "connect"));
+    return conn;
+  }
+  ~RawConnection() {
+    if (sub_ != nullptr) {
+      natsSubscription_Unsubscribe(sub_);
+      natsSubscription_Destroy(sub_);
+    }
+    if (nc_ != nullptr) {
+      natsConnection_Close(nc_);
+      natsConnection_Destroy(nc_);
+    }
+  }
+  natsConnection* nc() { return nc_; }
+
+  // Answers every request with its own payload.
+  absl::Status Echo(const std::string& subject) {
+    NATSGW_RETURN_IF_ERROR(Check(
+        natsConnection_Subscribe(&sub_, nc_, subject.c_str(), &OnEcho, nullptr),
+        "subscribe"));
+    return Check(natsConnection_FlushTimeout(nc_, 5000), "flush");
+  }
+
+ private:
+  RawConnection() = default;
+  static void OnEcho(natsConnection* nc, natsSubscription*, natsMsg* msg,
+                     void*) {
+    natsConnection_Publish(nc, natsMsg_GetReply(msg), natsMsg_GetData(msg),
+                           natsMsg_GetDataLength(msg));
+    natsMsg_Destroy(msg);
+  }
+  natsConnection* nc_ = nullptr;
+  natsSubscription* sub_ = nullptr;
+};
+
+// Runs `op` `warmup` times, then up to `count` times or until `max` elapsed,
+// recording each call's duration.
+absl::StatusOr<Result> Measure(const std::string& scenario, int warmup,
+                               int count, absl::Duration max,
+                               const std::function<absl::Status()>& op) {
+  for (int i = 0; i < warmup; ++i) NATSGW_RETURN_IF_ERROR(op());
+  std::vector<int64_t> latencies;
+  latencies.reserve(count);
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point stop = start + absl::ToChronoNanoseconds(max);
+  for (int i = 0; i < count; ++i) {
+    const Clock::time_point t0 = Clock::now();
+    NATSGW_RETURN_IF_ERROR(op());
+    const Clock::time_point t1 = Clock::now();
+    latencies.push_back(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+    if (t1 > stop) break;
+  }
+  return Summarize(scenario, latencies, Clock::now() - start);
+}
+
+struct Config {
+  std::string url;
+  std::string payload;
+  int requests;
+  int publishes;
+  int warmup;
+  absl::Duration max;
+};
+
+absl::StatusOr<Result> RawRequest(const Config& cfg,
+                                  const std::string& scenario, bool send_asap) {
+  const std::string subject = absl::StrCat("bench.", scenario);
+  NATSGW_ASSIGN_OR_RETURN(auto responder,
+                          RawConnection::Connect(cfg.url, send_asap));
+  NATSGW_RETURN_IF_ERROR(responder->Echo(subject));
+  NATSGW_ASSIGN_OR_RETURN(auto requester,
+                          RawConnection::Connect(cfg.url, send_asap));
+  return Measure(scenario, cfg.warmup, cfg.requests, cfg.max, [&]() {
+    natsMsg* reply = nullptr;
+    natsStatus s = natsConnection_Request(
+        &reply, requester->nc(), subject.c_str(), cfg.payload.data(),
+        static_cast<int>(cfg.payload.size()), 5000);
+    if (reply != nullptr) natsMsg_Destroy(reply);
+    return Check(s, "request");
+  });
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Gateway(const Config& cfg) {
+  ConnectionOptions options;
+  options.servers = {cfg.url};
+  return Connection::Create(options);
+}
+
+absl::StatusOr<Result> GatewayRequest(const Config& cfg) {
+  NATSGW_ASSIGN_OR_RETURN(auto server, Gateway(cfg));
+  NATSGW_ASSIGN_OR_RETURN(
+      auto endpoint,
+      server->Serve("bench.gateway_request", "q",
+                    [](const Message& m) -> absl::StatusOr<Reply> {
+                      return Reply{m.data, {}};
+                    }));
+  NATSGW_ASSIGN_OR_RETURN(auto client, Gateway(cfg));
+  return Measure("gateway_request", cfg.warmup, cfg.requests, cfg.max, [&]() {
+    return client
+        ->Request("bench.gateway_request", cfg.payload, absl::Seconds(5))
+        .status();
+  });
+}
+
+absl::StatusOr<Result> RawPublish(const Config& cfg) {
+  NATSGW_ASSIGN_OR_RETURN(auto pub, RawConnection::Connect(cfg.url, false));
+  natsConnection* nc = pub->nc();
+  auto op = [&]() {
+    return Check(
+        natsConnection_Publish(nc, "bench.raw_publish", cfg.payload.data(),
+                               static_cast<int>(cfg.payload.size())),
+        "publish");
+  };
+  NATSGW_ASSIGN_OR_RETURN(
+      Result r, Measure("raw_publish", cfg.warmup, cfg.publishes, cfg.max, op));
+  // Throughput counts until the server has everything.
+  const Clock::time_point start = Clock::now();
+  NATSGW_RETURN_IF_ERROR(
+      Check(natsConnection_FlushTimeout(nc, 10000), "flush"));
+  const double loop_s = r.ops / r.ops_per_s;
+  r.ops_per_s =
+      r.ops /
+      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
+  return r;
+}
+
+absl::StatusOr<Result> RawPublishHeaders(const Config& cfg) {
+  NATSGW_ASSIGN_OR_RETURN(auto pub, RawConnection::Connect(cfg.url, false));
+  natsConnection* nc = pub->nc();
+  const std::string traceparent =
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const std::string id = "4ZKpNq1bC0mXxq9oTrW2dL";
+  const std::string sent = "1732500000123456789";
+  auto op = [&]() {
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, "bench.raw_publish_headers", nullptr,
+                                  cfg.payload.data(),
+                                  static_cast<int>(cfg.payload.size()));
+    if (s == NATS_OK)
+      s = natsMsgHeader_Set(msg, "traceparent", traceparent.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", id.c_str());
+    if (s == NATS_OK)
+      s = natsMsgHeader_Set(msg, "Natsgw-Sent-At-Ns", sent.c_str());
+    if (s == NATS_OK) s = natsConnection_PublishMsg(nc, msg);
+    natsMsg_Destroy(msg);
+    return Check(s, "publish");
+  };
+  NATSGW_ASSIGN_OR_RETURN(Result r, Measure("raw_publish_headers", cfg.warmup,
+                                            cfg.publishes, cfg.max, op));
+  const Clock::time_point start = Clock::now();
+  NATSGW_RETURN_IF_ERROR(
+      Check(natsConnection_FlushTimeout(nc, 10000), "flush"));
+  const double loop_s = r.ops / r.ops_per_s;
+  r.ops_per_s =
+      r.ops /
+      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
+  return r;
+}
+
+absl::StatusOr<Result> GatewayPublish(const Config& cfg) {
+  NATSGW_ASSIGN_OR_RETURN(auto conn, Gateway(cfg));
+  auto op = [&]() {
+    return conn->Publish("bench.gateway_publish", cfg.payload).status();
+  };
+  NATSGW_ASSIGN_OR_RETURN(Result r, Measure("gateway_publish", cfg.warmup,
+                                            cfg.publishes, cfg.max, op));
+  const Clock::time_point start = Clock::now();
+  NATSGW_RETURN_IF_ERROR(conn->Flush(absl::Seconds(10)));
+  const double loop_s = r.ops / r.ops_per_s;
+  r.ops_per_s =
+      r.ops /
+      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
+  return r;
+}
+
+int Run() {
+  std::unique_ptr<natsgw::testing::NatsServer> own_server;
+  Config cfg;
+  cfg.url = absl::GetFlag(FLAGS_nats_url);
+  if (cfg.url.empty()) {
+    natsgw::testing::NatsServerOptions sopts;
+    sopts.jetstream = false;
+    auto started = natsgw::testing::NatsServer::Start(sopts);
+    if (!started.ok()) {
+      std::fprintf(stderr, "natsgw-bench: %s\n",
+                   started.status().ToString().c_str());
+      return 1;
+    }
+    own_server = *std::move(started);
+    cfg.url = own_server->url();
+  }
+  cfg.payload =
+      std::string(std::max(0, absl::GetFlag(FLAGS_payload_bytes)), 'x');
+  cfg.requests = absl::GetFlag(FLAGS_requests);
+  cfg.publishes = absl::GetFlag(FLAGS_publishes);
+  cfg.warmup = absl::GetFlag(FLAGS_warmup);
+  cfg.max = absl::Seconds(absl::GetFlag(FLAGS_max_seconds));
+
+  const std::vector<std::string> all = {
+      "raw_request_default", "raw_request_asap",    "gateway_request",
+      "raw_publish",         "raw_publish_headers", "gateway_publish"};
+  std::vector<std::string> chosen = all;
+  if (!absl::GetFlag(FLAGS_scenarios).empty()) {
+    chosen =
+        absl::StrSplit(absl::GetFlag(FLAGS_scenarios), ',', absl::SkipEmpty());
+    for (const std::string& s : chosen) {
+      if (std::find(all.begin(), all.end(), s) == all.end()) {
+        std::fprintf(stderr,
+                     "natsgw-bench: unknown scenario '%s' (known: %s)\n",
+                     s.c_str(), absl::StrJoin(all, ", ").c_str());
+        return 2;
+      }
+    }
+  }
+
+  std::map<std::string, Result> results;
+  const int payload_bytes = static_cast<int>(cfg.payload.size());
+  for (const std::string& scenario : all) {
+    if (std::find(chosen.begin(), chosen.end(), scenario) == chosen.end())
+      continue;
+    absl::StatusOr<Result> r;
+    if (scenario == "raw_request_default") r = RawRequest(cfg, scenario, false);
+    if (scenario == "raw_request_asap") r = RawRequest(cfg, scenario, true);
+    if (scenario == "gateway_request") r = GatewayRequest(cfg);
+    if (scenario == "raw_publish") r = RawPublish(cfg);
+    if (scenario == "raw_publish_headers") r = RawPublishHeaders(cfg);
+    if (scenario == "gateway_publish") r = GatewayPublish(cfg);
+    if (!r.ok()) {
+      std::fprintf(stderr, "natsgw-bench: %s: %s\n", scenario.c_str(),
+                   r.status().ToString().c_str());
+      return 1;
+    }
+    // Ratios against the raw baselines measured earlier in this run.
+    std::map<std::string, double> extra;
+    auto ratio = [&](const std::string& base, const char* key,
+                     double Result::*f) {
+      auto it = results.find(base);
+      if (it != results.end() && it->second.*f > 0) {
+        extra[absl::StrCat(key, "_vs_", base)] = (*r).*f / it->second.*f;
+      }
+    };
+    if (scenario == "gateway_request") {
+      ratio("raw_request_asap", "p50_ratio", &Result::p50_us);
+      ratio("raw_request_default", "p50_ratio", &Result::p50_us);
+    }
+    if (scenario == "gateway_publish") {
+      ratio("raw_publish", "ops_ratio", &Result::ops_per_s);
+      ratio("raw_publish_headers", "ops_ratio", &Result::ops_per_s);
+    }
+    Print(*r, payload_bytes, extra);
+    results[scenario] = *r;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace natsgw::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Benchmarks natsgw against raw nats.c on a private nats-server; prints "
+      "one JSON object per scenario.");
+  absl::ParseCommandLine(argc, argv);
+  return natsgw::bench::Run();
+}

@@ -6,6 +6,7 @@
 # Environment:
 #   BUILD_DIR              build tree (default: <repo>/build)
 #   NATSGW_SKIP_INSTALL=1  do not touch packages (e.g. without root)
+#   NATSGW_SKIP_BUILD=1    use $BUILD_DIR as it is (ctest runs the demo so)
 #   CMAKE_BUILD_TYPE       default RelWithDebInfo
 #   NATSGW_CMAKE_ARGS      extra arguments for the CMake configure step
 
@@ -70,6 +71,9 @@ natsgw_install_packages() {
 }
 
 natsgw_build() {
+  if [[ "${NATSGW_SKIP_BUILD:-0}" == "1" ]]; then
+    return 0
+  fi
   local generator=()
   if command -v ninja >/dev/null 2>&1; then
     generator=(-G Ninja)

@@ -298,6 +298,18 @@ absl::Status Connection::Impl::CheckOpen() const {
   return absl::OkStatus();
 }
 
+absl::Status Connection::Impl::CheckSend(absl::string_view subject,
+                                         const SendOptions& options) const {
+  NATSGW_RETURN_IF_ERROR(CheckOpen());
+  NATSGW_RETURN_IF_ERROR(ValidatePublishSubject(subject, options_.limits));
+  NATSGW_RETURN_IF_ERROR(
+      ValidateApplicationHeaders(options.headers, options_.limits));
+  if (options.message_id) {
+    NATSGW_RETURN_IF_ERROR(ValidateMessageId(*options.message_id));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Connection::Impl::Fail(Operation op, absl::Status status) {
   metrics_->RecordError(op, status.code());
   return status;
@@ -416,20 +428,8 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
     absl::string_view subject, absl::string_view data,
     const PublishOptions& options) {
   const SteadyClock::time_point start = SteadyClock::now();
-  if (absl::Status s = CheckOpen(); !s.ok())
+  if (absl::Status s = CheckSend(subject, options); !s.ok()) {
     return Fail(Operation::kPublish, s);
-  const MessageLimits& limits = options_.limits;
-  if (absl::Status s = ValidatePublishSubject(subject, limits); !s.ok()) {
-    return Fail(Operation::kPublish, s);
-  }
-  if (absl::Status s = ValidateApplicationHeaders(options.headers, limits);
-      !s.ok()) {
-    return Fail(Operation::kPublish, s);
-  }
-  if (options.message_id) {
-    if (absl::Status s = ValidateMessageId(*options.message_id); !s.ok()) {
-      return Fail(Operation::kPublish, s);
-    }
   }
   internal::Stamp stamp;
   stamp.trace = OutgoingTrace(options.trace);
@@ -464,20 +464,8 @@ absl::StatusOr<Message> Connection::Impl::Request(
     const RequestOptions& options) {
   const SteadyClock::time_point start = SteadyClock::now();
   const absl::Time now = absl::Now();
-  if (absl::Status s = CheckOpen(); !s.ok())
+  if (absl::Status s = CheckSend(subject, options); !s.ok()) {
     return Fail(Operation::kRequest, s);
-  const MessageLimits& limits = options_.limits;
-  if (absl::Status s = ValidatePublishSubject(subject, limits); !s.ok()) {
-    return Fail(Operation::kRequest, s);
-  }
-  if (absl::Status s = ValidateApplicationHeaders(options.headers, limits);
-      !s.ok()) {
-    return Fail(Operation::kRequest, s);
-  }
-  if (options.message_id) {
-    if (absl::Status s = ValidateMessageId(*options.message_id); !s.ok()) {
-      return Fail(Operation::kRequest, s);
-    }
   }
   if (timeout <= absl::ZeroDuration()) {
     return Fail(Operation::kRequest,

@@ -174,6 +174,10 @@ class Connection::Impl {
 
   absl::Status ConnectLane(internal::Lane& lane, bool send_asap);
   absl::Status CheckOpen() const;
+  // Everything a send must pass before a message is built: the connection is
+  // open and subject, headers and message ID are valid.
+  absl::Status CheckSend(absl::string_view subject,
+                         const SendOptions& options) const;
   // Records and returns an error for `op`.
   absl::Status Fail(internal::Operation op, absl::Status status);
   void HandleRequest(internal::SubscriptionCore& core, natsMsg* msg,

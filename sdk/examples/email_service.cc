@@ -101,56 +101,31 @@ absl::StatusOr<Reply> OnSendWelcomeEmail(Connection& conn,
   return Reply{std::string(Payload(fbb)), {}};
 }
 
-int Run() {
-  auto registry = std::make_shared<prometheus::Registry>();
-  ConnectionOptions options = ConnectionOptionsFromFlags("email-service");
-  options.registry = registry;
-  absl::StatusOr<std::unique_ptr<Connection>> conn =
-      Connection::Create(options);
-  if (!conn.ok()) {
-    std::fprintf(stderr, "email-service: %s\n",
-                 conn.status().ToString().c_str());
-    return 1;
-  }
-  absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-      StartMetricsFromFlags(registry);
-  if (!metrics.ok()) {
-    std::fprintf(stderr, "email-service: %s\n",
-                 metrics.status().ToString().c_str());
-    return 1;
-  }
-  Connection& c = **conn;
-  absl::StatusOr<std::unique_ptr<Subscription>> events =
+absl::Status Run() {
+  NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime,
+                          StartService("email-service"));
+  Connection& c = *runtime.connection;
+  NATSGW_ASSIGN_OR_RETURN(
+      std::unique_ptr<Subscription> events,
       c.Subscribe("users.events.UserRegistered", "email-service",
-                  [&c](const Message& m) { OnUserRegistered(c, m); });
-  if (!events.ok()) {
-    std::fprintf(stderr, "email-service: %s\n",
-                 events.status().ToString().c_str());
-    return 1;
-  }
-  absl::StatusOr<std::unique_ptr<Subscription>> endpoint =
+                  [&c](const Message& m) { OnUserRegistered(c, m); }));
+  NATSGW_ASSIGN_OR_RETURN(
+      std::unique_ptr<Subscription> endpoint,
       c.Serve("email.SendWelcomeEmail", "q",
-              [&c](const Message& m) { return OnSendWelcomeEmail(c, m); });
-  if (!endpoint.ok()) {
-    std::fprintf(stderr, "email-service: %s\n",
-                 endpoint.status().ToString().c_str());
-    return 1;
-  }
-  const std::string metrics_note =
-      *metrics ? absl::StrCat(", metrics at ", (*metrics)->url()) : "";
+              [&c](const Message& m) { return OnSendWelcomeEmail(c, m); }));
   std::printf(
       "email-service ready: consuming users.events.UserRegistered, serving "
       "email.SendWelcomeEmail on %s%s\n",
-      c.connected_url().c_str(), metrics_note.c_str());
+      c.connected_url().c_str(), runtime.MetricsNote().c_str());
   std::fflush(stdout);
 
   const std::string signal = WaitForShutdown();
   std::printf("email-service: %s received, shutting down\n", signal.c_str());
-  events->reset();
-  endpoint->reset();
+  events.reset();
+  endpoint.reset();
   c.Close();
   std::fflush(stdout);
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -162,5 +137,5 @@ int main(int argc, char** argv) {
       "Sends welcome e-mails for users.events.UserRegistered and serves "
       "email.SendWelcomeEmail.\nUsage: email-service [--nats_url=URL] "
       "[--metrics_port=PORT]");
-  return natsgw::examples::Run();
+  return natsgw::examples::ExitStatus("email-service", natsgw::examples::Run());
 }

@@ -49,6 +49,14 @@ void InitProgram(int argc, char** argv, absl::string_view usage) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+int ExitStatus(absl::string_view program, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "%s: %s: %s\n", std::string(program).c_str(),
+               absl::StatusCodeToString(status.code()).c_str(),
+               std::string(status.message()).c_str());
+  return 1;
+}
+
 std::string WaitForShutdown() {
   sigset_t set = ShutdownSignals();
   int signal = 0;

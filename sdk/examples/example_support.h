@@ -21,7 +21,6 @@
 #include "natsgw/metrics_server.h"
 
 ABSL_DECLARE_FLAG(std::string, nats_url);
-ABSL_DECLARE_FLAG(int, metrics_port);
 
 namespace natsgw::examples {
 
@@ -30,6 +29,10 @@ namespace natsgw::examples {
 // can take them synchronously.
 void InitProgram(int argc, char** argv, absl::string_view usage);
 
+// Prints a failed `status` as "<program>: <status>" to stderr; returns the
+// process exit status (0 for OK, 1 otherwise).
+int ExitStatus(absl::string_view program, const absl::Status& status);
+
 // Blocks until SIGINT or SIGTERM arrives; returns its name.
 std::string WaitForShutdown();
 
@@ -37,10 +40,21 @@ std::string WaitForShutdown();
 // nats://127.0.0.1:4222), named `name`, logging warnings to stderr.
 ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name);
 
-// Starts the /metrics endpoint on --metrics_port (0 picks a free port; -1
-// disables it, returning nullptr).
-absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsFromFlags(
-    std::shared_ptr<prometheus::Registry> registry);
+// What an example service runs on (service_support.cc, services only).
+struct ServiceRuntime {
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<Connection> connection;
+  // Serves `registry` on --metrics_port; null when the port is -1.
+  std::unique_ptr<MetricsServer> metrics;
+
+  // ", metrics at http://..." or "" without a metrics endpoint.
+  std::string MetricsNote() const;
+};
+
+// Connects as `name` (ConnectionOptionsFromFlags) recording metrics into a
+// new registry, and serves it on --metrics_port (0 picks a free port, -1
+// disables it).
+absl::StatusOr<ServiceRuntime> StartService(absl::string_view name);
 
 // Writes "<component> trace=<id> <text>" to stdout as one line.
 void PrintLine(absl::string_view component, absl::string_view trace_id,

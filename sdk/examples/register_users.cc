@@ -91,18 +91,14 @@ int Run() {
   const absl::Duration timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   if (count < 1 || timeout <= absl::ZeroDuration()) {
-    std::fprintf(stderr,
-                 "register-users: --count and --timeout_ms must be positive\n");
-    return 1;
+    return ExitStatus("register-users",
+                      absl::InvalidArgumentError(
+                          "--count and --timeout_ms must be positive"));
   }
   ConnectionOptions options = ConnectionOptionsFromFlags("register-users");
   absl::StatusOr<std::unique_ptr<Connection>> conn =
       Connection::Create(options);
-  if (!conn.ok()) {
-    std::fprintf(stderr, "register-users: %s\n",
-                 conn.status().ToString().c_str());
-    return 1;
-  }
+  if (!conn.ok()) return ExitStatus("register-users", conn.status());
   Connection& c = **conn;
 
   EmailLog emails;
@@ -117,11 +113,7 @@ int Run() {
         emails.Add(m.trace.TraceIdHex(), (*sent)->user_id()->str(),
                    (*sent)->email_id()->str(), at);
       });
-  if (!sub.ok()) {
-    std::fprintf(stderr, "register-users: %s\n",
-                 sub.status().ToString().c_str());
-    return 1;
-  }
+  if (!sub.ok()) return ExitStatus("register-users", sub.status());
 
   bool ok = true;
   std::map<std::string, Registration> by_trace;

@@ -94,46 +94,25 @@ absl::StatusOr<Reply> RegisterUser(Connection& conn, UserDirectory& users,
   return Reply{std::string(Payload(reply)), {}};
 }
 
-int Run() {
-  auto registry = std::make_shared<prometheus::Registry>();
-  ConnectionOptions options = ConnectionOptionsFromFlags("user-service");
-  options.registry = registry;
-  absl::StatusOr<std::unique_ptr<Connection>> conn =
-      Connection::Create(options);
-  if (!conn.ok()) {
-    std::fprintf(stderr, "user-service: %s\n",
-                 conn.status().ToString().c_str());
-    return 1;
-  }
-  absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-      StartMetricsFromFlags(registry);
-  if (!metrics.ok()) {
-    std::fprintf(stderr, "user-service: %s\n",
-                 metrics.status().ToString().c_str());
-    return 1;
-  }
+absl::Status Run() {
+  NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime, StartService("user-service"));
+  Connection& c = *runtime.connection;
   UserDirectory users;
-  Connection& c = **conn;
-  absl::StatusOr<std::unique_ptr<Subscription>> endpoint = c.Serve(
-      "users.RegisterUser", "q",
-      [&c, &users](const Message& m) { return RegisterUser(c, users, m); });
-  if (!endpoint.ok()) {
-    std::fprintf(stderr, "user-service: %s\n",
-                 endpoint.status().ToString().c_str());
-    return 1;
-  }
-  const std::string metrics_note =
-      *metrics ? absl::StrCat(", metrics at ", (*metrics)->url()) : "";
+  NATSGW_ASSIGN_OR_RETURN(
+      std::unique_ptr<Subscription> endpoint,
+      c.Serve("users.RegisterUser", "q", [&c, &users](const Message& m) {
+        return RegisterUser(c, users, m);
+      }));
   std::printf("user-service ready: serving users.RegisterUser on %s%s\n",
-              c.connected_url().c_str(), metrics_note.c_str());
+              c.connected_url().c_str(), runtime.MetricsNote().c_str());
   std::fflush(stdout);
 
   const std::string signal = WaitForShutdown();
   std::printf("user-service: %s received, shutting down\n", signal.c_str());
-  endpoint->reset();  // stop taking requests, let a running one finish
-  c.Close();          // flushes what was published
+  endpoint.reset();  // stop taking requests, let a running one finish
+  c.Close();         // flushes what was published
   std::fflush(stdout);
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -145,5 +124,5 @@ int main(int argc, char** argv) {
       "Registers users (users.RegisterUser) and publishes "
       "users.events.UserRegistered.\nUsage: user-service [--nats_url=URL] "
       "[--metrics_port=PORT]");
-  return natsgw::examples::Run();
+  return natsgw::examples::ExitStatus("user-service", natsgw::examples::Run());
 }

@@ -195,6 +195,23 @@ struct Config {
   absl::Duration max;
 };
 
+// Measure() for publishes: throughput counts until `flush` confirms the
+// server has every message, not just until the last call returned.
+absl::StatusOr<Result> MeasurePublish(
+    const std::string& scenario, const Config& cfg,
+    const std::function<absl::Status()>& op,
+    const std::function<absl::Status()>& flush) {
+  NATSGW_ASSIGN_OR_RETURN(
+      Result r, Measure(scenario, cfg.warmup, cfg.publishes, cfg.max, op));
+  const Clock::time_point start = Clock::now();
+  NATSGW_RETURN_IF_ERROR(flush());
+  const double loop_s = r.ops / r.ops_per_s;
+  r.ops_per_s =
+      r.ops /
+      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
+  return r;
+}
+
 absl::StatusOr<Result> RawRequest(const Config& cfg,
                                   const std::string& scenario, bool send_asap) {
   const std::string subject = absl::StrCat("bench.", scenario);
@@ -244,17 +261,9 @@ absl::StatusOr<Result> RawPublish(const Config& cfg) {
                                static_cast<int>(cfg.payload.size())),
         "publish");
   };
-  NATSGW_ASSIGN_OR_RETURN(
-      Result r, Measure("raw_publish", cfg.warmup, cfg.publishes, cfg.max, op));
-  // Throughput counts until the server has everything.
-  const Clock::time_point start = Clock::now();
-  NATSGW_RETURN_IF_ERROR(
-      Check(natsConnection_FlushTimeout(nc, 10000), "flush"));
-  const double loop_s = r.ops / r.ops_per_s;
-  r.ops_per_s =
-      r.ops /
-      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
-  return r;
+  return MeasurePublish("raw_publish", cfg, op, [nc] {
+    return Check(natsConnection_FlushTimeout(nc, 10000), "flush");
+  });
 }
 
 absl::StatusOr<Result> RawPublishHeaders(const Config& cfg) {
@@ -278,16 +287,9 @@ absl::StatusOr<Result> RawPublishHeaders(const Config& cfg) {
     natsMsg_Destroy(msg);
     return Check(s, "publish");
   };
-  NATSGW_ASSIGN_OR_RETURN(Result r, Measure("raw_publish_headers", cfg.warmup,
-                                            cfg.publishes, cfg.max, op));
-  const Clock::time_point start = Clock::now();
-  NATSGW_RETURN_IF_ERROR(
-      Check(natsConnection_FlushTimeout(nc, 10000), "flush"));
-  const double loop_s = r.ops / r.ops_per_s;
-  r.ops_per_s =
-      r.ops /
-      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
-  return r;
+  return MeasurePublish("raw_publish_headers", cfg, op, [nc] {
+    return Check(natsConnection_FlushTimeout(nc, 10000), "flush");
+  });
 }
 
 absl::StatusOr<Result> GatewayPublish(const Config& cfg) {
@@ -295,15 +297,8 @@ absl::StatusOr<Result> GatewayPublish(const Config& cfg) {
   auto op = [&]() {
     return conn->Publish("bench.gateway_publish", cfg.payload).status();
   };
-  NATSGW_ASSIGN_OR_RETURN(Result r, Measure("gateway_publish", cfg.warmup,
-                                            cfg.publishes, cfg.max, op));
-  const Clock::time_point start = Clock::now();
-  NATSGW_RETURN_IF_ERROR(conn->Flush(absl::Seconds(10)));
-  const double loop_s = r.ops / r.ops_per_s;
-  r.ops_per_s =
-      r.ops /
-      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
-  return r;
+  return MeasurePublish("gateway_publish", cfg, op,
+                        [&conn] { return conn->Flush(absl::Seconds(10)); });
 }
 
 int Run() {

@@ -20,7 +20,8 @@
 
 namespace natsgw {
 
-struct PublishOptions {
+// Options of one Publish or Request.
+struct SendOptions {
   // Application headers. natsgw adds its own (natsgw/wire_headers.h); setting
   // one of those here is INVALID_ARGUMENT.
   Headers headers;
@@ -36,12 +37,9 @@ struct PublishOptions {
   std::string metric_subject;
 };
 
-struct RequestOptions {
-  Headers headers;
-  std::optional<TraceContext> trace;
-  std::optional<std::string> message_id;
-  std::string metric_subject;
-};
+// The names the Connection methods use; today both are SendOptions.
+using PublishOptions = SendOptions;
+using RequestOptions = SendOptions;
 
 // What natsgw stamped on a message it sent.
 struct SendInfo {

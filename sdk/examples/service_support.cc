@@ -1,0 +1,37 @@
+// Start-up shared by the example services: the --metrics_port flag, the
+// connection and the /metrics endpoint.
+#include <prometheus/registry.h>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "example_support.h"
+#include "natsgw/status_macros.h"
+
+ABSL_FLAG(int, metrics_port, 9090,
+          "Port of the Prometheus /metrics endpoint; 0 picks a free port, -1 "
+          "disables it");
+
+namespace natsgw::examples {
+
+std::string ServiceRuntime::MetricsNote() const {
+  return metrics ? absl::StrCat(", metrics at ", metrics->url()) : "";
+}
+
+absl::StatusOr<ServiceRuntime> StartService(absl::string_view name) {
+  ServiceRuntime runtime;
+  runtime.registry = std::make_shared<prometheus::Registry>();
+  ConnectionOptions options = ConnectionOptionsFromFlags(name);
+  options.registry = runtime.registry;
+  NATSGW_ASSIGN_OR_RETURN(runtime.connection, Connection::Create(options));
+  const int port = absl::GetFlag(FLAGS_metrics_port);
+  if (port >= 0) {
+    MetricsServerOptions metrics_options;
+    metrics_options.port = port;
+    NATSGW_ASSIGN_OR_RETURN(
+        runtime.metrics,
+        MetricsServer::Create(metrics_options, runtime.registry));
+  }
+  return runtime;
+}
+
+}  // namespace natsgw::examples

@@ -255,7 +255,7 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
 Connection::Impl::~Impl() { Close(); }
 
 void Connection::Impl::Close() {
-  absl::MutexLock lock(&close_mu_);
+  std::lock_guard<std::mutex> lock(close_mu_);
   if (closed_.exchange(true)) return;
   // Subscriptions first, so no handler runs while the connections go away.
   for (const auto& core : subscriptions_->TakeAll()) {
@@ -280,7 +280,7 @@ void Connection::Impl::Close() {
   // callback of the connection; once it has, nothing refers to the lanes.
   for (Lane* lane : {batch_.get(), rpc_.get()}) {
     if (lane == nullptr || lane->nc == nullptr) continue;
-    if (!lane->closed.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    if (!lane->closed.WaitFor(absl::Seconds(10))) {
       Log(absl::LogSeverity::kError,
           absl::StrCat("the ", lane->name,
                        " connection did not report closing within 10s"));

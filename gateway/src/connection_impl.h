@@ -8,17 +8,17 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "metrics.h"
 #include "natsgw/connection.h"
 #include "natsgw/message.h"
+#include "notification.h"
 
 namespace natsgw::internal {
 
@@ -37,7 +37,7 @@ class SubscriptionSet {
   std::vector<std::shared_ptr<SubscriptionCore>> TakeAll();
 
  private:
-  absl::Mutex mu_;
+  std::mutex mu_;
   std::vector<std::shared_ptr<SubscriptionCore>> cores_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -54,7 +54,7 @@ struct Lane {
   Connection::Impl* const owner;
   const std::string name;  // "rpc" or "publish", for logs
   natsConnection* nc = nullptr;
-  absl::Notification closed;
+  Notification closed;
   // The server's max_payload, refreshed on every (re)connect: reading it from
   // nats.c takes the connection lock, which every publish would contend on.
   std::atomic<int64_t> max_payload{0};
@@ -115,13 +115,13 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   RequestHandler request_handler_;
   SubjectMetrics* const metrics_;
 
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
   natsSubscription* sub_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool destroyed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t final_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<SubscriptionCore> self_ ABSL_GUARDED_BY(mu_);
-  absl::Notification completed_;
+  Notification completed_;
 };
 
 }  // namespace natsgw::internal
@@ -200,7 +200,7 @@ class Connection::Impl {
   internal::Lane* publish_ = nullptr;
   std::shared_ptr<internal::SubscriptionSet> subscriptions_;
   std::atomic<bool> closed_{false};
-  absl::Mutex close_mu_;
+  std::mutex close_mu_;
 };
 
 }  // namespace natsgw

@@ -13,7 +13,7 @@ void StderrLogger::Log(absl::LogSeverity severity, absl::string_view message) {
   // even when other code writes to stderr without this mutex.
   std::string line =
       absl::StrCat(absl::LogSeverityName(severity), " natsgw: ", message, "\n");
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }

@@ -211,7 +211,7 @@ SubjectMetrics& GatewayMetrics::Lookup(absl::string_view label, bool literal) {
 
 SubjectMetrics& GatewayMetrics::LookupLocked(absl::string_view label,
                                              bool literal) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = by_label_.find(label);
   if (it != by_label_.end()) return *it->second;
   if (literal) {

@@ -30,6 +30,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -37,7 +38,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace natsgw::internal {
@@ -170,7 +170,7 @@ class GatewayMetrics {
              kOperationCount>
       errors_by_op_code_{};
 
-  absl::Mutex mu_;
+  std::mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<SubjectMetrics>> by_label_
       ABSL_GUARDED_BY(mu_);
   size_t literal_count_ ABSL_GUARDED_BY(mu_) = 0;

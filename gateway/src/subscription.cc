@@ -29,12 +29,12 @@ class RunningCoreScope {
 }  // namespace
 
 void SubscriptionSet::Add(const std::shared_ptr<SubscriptionCore>& core) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   cores_.push_back(core);
 }
 
 void SubscriptionSet::Remove(const SubscriptionCore* core) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   cores_.erase(
       std::remove_if(cores_.begin(), cores_.end(),
                      [core](const auto& c) { return c.get() == core; }),
@@ -42,7 +42,7 @@ void SubscriptionSet::Remove(const SubscriptionCore* core) {
 }
 
 std::vector<std::shared_ptr<SubscriptionCore>> SubscriptionSet::TakeAll() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return std::move(cores_);
 }
 
@@ -63,7 +63,7 @@ SubscriptionCore::SubscriptionCore(Connection::Impl* conn,
       metrics_(metrics) {}
 
 absl::Status SubscriptionCore::Start(natsConnection* nc) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   // Keep ourselves alive for nats.c until OnComplete.
   self_ = shared_from_this();
   natsSubscription* sub = nullptr;
@@ -103,7 +103,7 @@ void SubscriptionCore::OnComplete(void* closure) {
   auto* core = static_cast<SubscriptionCore*>(closure);
   std::shared_ptr<SubscriptionCore> keep;
   {
-    absl::MutexLock lock(&core->mu_);
+    std::lock_guard<std::mutex> lock(core->mu_);
     keep = std::move(core->self_);
   }
   core->completed_.Notify();
@@ -115,7 +115,7 @@ absl::Status SubscriptionCore::Close(bool unregister) {
   natsSubscription* sub = nullptr;
   bool first = false;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (!closing_) {
       closing_ = true;
       first = true;
@@ -134,7 +134,7 @@ absl::Status SubscriptionCore::Close(bool unregister) {
   }
   if (t_running_core != this) {
     // nats.c calls OnComplete once the last handler call has returned.
-    while (!completed_.WaitForNotificationWithTimeout(absl::Seconds(5))) {
+    while (!completed_.WaitFor(absl::Seconds(5))) {
       conn_->Log(absl::LogSeverity::kWarning,
                  absl::StrCat("still waiting for the handler of '", subject_,
                               "' to return before the subscription ends"));
@@ -142,7 +142,7 @@ absl::Status SubscriptionCore::Close(bool unregister) {
   }
   if (first) {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (sub_ != nullptr) {
         int64_t dropped = 0;
         if (natsSubscription_GetDropped(sub_, &dropped) == NATS_OK) {
@@ -159,7 +159,7 @@ absl::Status SubscriptionCore::Close(bool unregister) {
 }
 
 int64_t SubscriptionCore::dropped() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (sub_ == nullptr) return final_dropped_;
   int64_t dropped = 0;
   if (natsSubscription_GetDropped(sub_, &dropped) != NATS_OK) return 0;
@@ -167,7 +167,7 @@ int64_t SubscriptionCore::dropped() const {
 }
 
 bool SubscriptionCore::active() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return sub_ != nullptr && !closing_ && natsSubscription_IsValid(sub_);
 }
 

@@ -14,7 +14,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 
 ABSL_FLAG(std::string, nats_url, "",
           "NATS server URL(s), comma-separated. Default: $NATS_URL, else "
@@ -23,7 +22,7 @@ ABSL_FLAG(std::string, nats_url, "",
 namespace natsgw::examples {
 namespace {
 
-absl::Mutex g_print_mu;
+std::mutex g_print_mu;
 
 sigset_t ShutdownSignals() {
   sigset_t set;
@@ -82,7 +81,7 @@ void PrintLine(absl::string_view component, absl::string_view trace_id,
   // Components padded to one width so the trace IDs line up.
   std::string line =
       absl::StrFormat("%-13s trace=%s %s\n", component, trace_id, text);
-  absl::MutexLock lock(&g_print_mu);
+  std::lock_guard<std::mutex> lock(g_print_mu);
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
 }

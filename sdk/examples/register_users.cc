@@ -11,14 +11,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "example_support.h"
 #include "natsgw/schemas/email_generated.h"
 #include "natsgw/schemas/users_generated.h"
@@ -46,15 +48,16 @@ class EmailLog {
  public:
   void Add(const std::string& trace, std::string user_id, std::string email_id,
            std::chrono::steady_clock::time_point at) {
-    absl::MutexLock lock(&mu_);
-    by_trace_[trace] = Entry{std::move(user_id), std::move(email_id), at};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      by_trace_[trace] = Entry{std::move(user_id), std::move(email_id), at};
+    }
+    cv_.notify_all();
   }
   bool WaitFor(size_t n, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return by_trace_.size() >= n;
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                        [this, n] { return by_trace_.size() >= n; });
   }
   struct Entry {
     std::string user_id;
@@ -62,12 +65,13 @@ class EmailLog {
     std::chrono::steady_clock::time_point at;
   };
   std::map<std::string, Entry> entries() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return by_trace_;
   }
 
  private:
-  absl::Mutex mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;
   std::map<std::string, Entry> by_trace_ ABSL_GUARDED_BY(mu_);
 };
 

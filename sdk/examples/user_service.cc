@@ -12,12 +12,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "example_support.h"
 #include "natsgw/schemas/users_generated.h"
 #include "natsgw/status_macros.h"
@@ -33,12 +33,12 @@ class UserDirectory {
  public:
   // Claims `email`; false if it was taken already.
   bool Claim(absl::string_view email) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return emails_.insert(std::string(email)).second;
   }
 
  private:
-  absl::Mutex mu_;
+  std::mutex mu_;
   absl::flat_hash_set<std::string> emails_ ABSL_GUARDED_BY(mu_);
 };
 

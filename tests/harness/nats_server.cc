@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -31,7 +32,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "harness/http_client.h"
@@ -471,7 +471,7 @@ absl::StatusOr<std::unique_ptr<NatsServer>> NatsServer::Start(
       Create(std::move(options));
   if (!server.ok()) return server.status();
   NatsServer& s = **server;
-  absl::MutexLock lock(&s.mu_);
+  std::lock_guard<std::mutex> lock(s.mu_);
   const absl::Time deadline = absl::Now() + s.options_.start_timeout;
   absl::Status status = s.LaunchLocked(deadline);
   if (status.ok()) status = s.WaitReadyLocked(deadline - absl::Now());
@@ -486,7 +486,7 @@ absl::StatusOr<std::unique_ptr<NatsServer>> NatsServer::Start(
 
 NatsServer::~NatsServer() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     KillAndReapLocked();
   }
   if (keep_dir_) {
@@ -685,12 +685,12 @@ absl::Status NatsServer::StopLocked() {
 }
 
 absl::Status NatsServer::Stop() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return StopLocked();
 }
 
 absl::Status NatsServer::Kill() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (pid_.load(std::memory_order_acquire) != 0) Note("killing with SIGKILL");
   KillAndReapLocked();
   return absl::OkStatus();
@@ -703,7 +703,7 @@ absl::Status NatsServer::RestartNoWait() {
 }
 
 absl::Status NatsServer::RestartImpl(bool wait_ready) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (launches_ == 0) {
     return absl::FailedPreconditionError("Restart() before a successful start");
   }
@@ -732,7 +732,7 @@ absl::Status NatsServer::RestartImpl(bool wait_ready) {
 }
 
 absl::Status NatsServer::Pause() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   const pid_t pid = pid_.load(std::memory_order_acquire);
   if (pid == 0) return absl::FailedPreconditionError("Pause(): not running");
   if (paused_.load(std::memory_order_acquire)) return absl::OkStatus();
@@ -765,7 +765,7 @@ absl::Status NatsServer::Pause() {
 }
 
 absl::Status NatsServer::Resume() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   const pid_t pid = pid_.load(std::memory_order_acquire);
   if (pid == 0) return absl::FailedPreconditionError("Resume(): not running");
   if (kill(pid, SIGCONT) != 0) {
@@ -778,7 +778,7 @@ absl::Status NatsServer::Resume() {
 }
 
 absl::Status NatsServer::WaitReady(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return WaitReadyLocked(timeout);
 }
 
@@ -932,7 +932,7 @@ absl::StatusOr<std::unique_ptr<NatsCluster>> NatsCluster::Start(
       {
         // Only launched here, not waited for: a JetStream node's /healthz
         // stays 503 until a quorum of nodes has elected a meta leader.
-        absl::MutexLock lock(&(*server)->mu_);
+        std::lock_guard<std::mutex> lock((*server)->mu_);
         launched = (*server)->LaunchLocked(deadline);
       }
       if (!launched.ok()) {

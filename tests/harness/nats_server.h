@@ -47,6 +47,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,7 +55,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace natsgw::testing {
@@ -217,7 +217,7 @@ class NatsServer {
   int cluster_port_ = 0;
 
   // Serializes lifecycle calls; held across their waits.
-  absl::Mutex mu_;
+  std::mutex mu_;
   // Number of processes started so far (0 before the first launch).
   int launches_ ABSL_GUARDED_BY(mu_) = 0;
   // Written under mu_; atomic so that accessors can read without it.

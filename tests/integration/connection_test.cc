@@ -7,14 +7,14 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
@@ -22,6 +22,7 @@
 #include "natsgw/service_error.h"
 #include "natsgw/status_macros.h"
 #include "natsgw/wire_headers.h"
+#include "notification.h"
 #include "raw_nats_client.h"
 
 namespace natsgw {
@@ -40,24 +41,26 @@ class Inbox {
  public:
   MessageHandler Handler() {
     return [this](const Message& m) {
-      absl::MutexLock lock(&mu_);
-      messages_.push_back(m);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        messages_.push_back(m);
+      }
+      cv_.notify_all();
     };
   }
   bool WaitFor(size_t n, absl::Duration timeout = kWait) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return messages_.size() >= n;
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                        [this, n] { return messages_.size() >= n; });
   }
   std::vector<Message> messages() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return messages_;
   }
 
  private:
-  absl::Mutex mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;
   std::vector<Message> messages_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -228,21 +231,21 @@ TEST_F(ConnectionTest, QueueGroupDeliversEachMessageOnce) {
 
 TEST_F(ConnectionTest, UnsubscribeStopsDeliveryAndWaitsForTheHandler) {
   auto conn = Connect();
-  absl::Notification entered;
-  absl::Notification release;
+  internal::Notification entered;
+  internal::Notification release;
   std::atomic<int> calls{0};
   std::atomic<bool> handler_done{false};
   auto sub = conn->Subscribe("slow", "", [&](const Message&) {
     if (calls.fetch_add(1) == 0) {
       entered.Notify();
-      release.WaitForNotification();
+      release.Wait();
       absl::SleepFor(absl::Milliseconds(50));
       handler_done = true;
     }
   });
   ASSERT_TRUE(sub.ok());
   ASSERT_TRUE(conn->Publish("slow", "1").ok());
-  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(entered.WaitFor(kWait));
   std::thread releaser([&] {
     absl::SleepFor(absl::Milliseconds(20));
     release.Notify();
@@ -260,12 +263,12 @@ TEST_F(ConnectionTest, UnsubscribeStopsDeliveryAndWaitsForTheHandler) {
 TEST_F(ConnectionTest, HandlerMayEndItsOwnSubscription) {
   auto conn = Connect();
   std::unique_ptr<Subscription> sub;
-  absl::Mutex mu;
-  absl::Notification done;
+  std::mutex mu;
+  internal::Notification done;
   std::atomic<int> calls{0};
   auto created = conn->Subscribe("self", "", [&](const Message&) {
     ++calls;
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     if (sub != nullptr) {
       sub.reset();  // must not deadlock waiting for itself
       done.Notify();
@@ -273,11 +276,11 @@ TEST_F(ConnectionTest, HandlerMayEndItsOwnSubscription) {
   });
   ASSERT_TRUE(created.ok());
   {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     sub = *std::move(created);
   }
   ASSERT_TRUE(conn->Publish("self", "1").ok());
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(done.WaitFor(kWait));
   ASSERT_TRUE(conn->Publish("self", "2").ok());
   ASSERT_TRUE(conn->Flush(kWait).ok());
   absl::SleepFor(absl::Milliseconds(50));
@@ -439,10 +442,10 @@ TEST_F(ConnectionTest, NoRespondersIsUnavailableAtOnceNotATimeout) {
 
 TEST_F(ConnectionTest, SlowHandlerIsDeadlineExceeded) {
   auto conn = Connect();
-  absl::Notification release;
+  internal::Notification release;
   auto endpoint =
       conn->Serve("slow.Op", "q", [&](const Message&) -> absl::StatusOr<Reply> {
-        release.WaitForNotificationWithTimeout(kWait);
+        release.WaitFor(kWait);
         return Reply{};
       });
   ASSERT_TRUE(endpoint.ok());

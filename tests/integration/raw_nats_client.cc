@@ -82,8 +82,11 @@ void RawNatsClient::OnTap(natsConnection*, natsSubscription*, natsMsg* msg,
   auto* self = static_cast<RawNatsClient*>(c);
   RawMessage m = ToRawMessage(msg);
   natsMsg_Destroy(msg);
-  absl::MutexLock lock(&self->mu_);
-  self->received_.push_back(std::move(m));
+  {
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->received_.push_back(std::move(m));
+  }
+  self->cv_.notify_all();
 }
 
 void RawNatsClient::OnRequest(natsConnection* nc, natsSubscription*,
@@ -174,16 +177,14 @@ absl::Status RawNatsClient::Flush() {
 }
 
 std::vector<RawMessage> RawNatsClient::received() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return received_;
 }
 
 bool RawNatsClient::WaitForCount(size_t n, absl::Duration timeout) const {
-  absl::MutexLock lock(&mu_);
-  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return received_.size() >= n;
-  };
-  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                      [this, n] { return received_.size() >= n; });
 }
 
 }  // namespace natsgw::testing

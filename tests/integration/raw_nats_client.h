@@ -8,13 +8,15 @@
 
 #include <nats/nats.h>
 
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace natsgw::testing {
@@ -60,7 +62,8 @@ class RawNatsClient {
   std::vector<natsSubscription*> subs_;
   std::string respond_data_;
   std::multimap<std::string, std::string> respond_headers_;
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
   std::vector<RawMessage> received_ ABSL_GUARDED_BY(mu_);
 };
 

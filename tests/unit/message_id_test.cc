@@ -1,10 +1,10 @@
 #include "natsgw/message_id.h"
 
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
 namespace natsgw {
@@ -31,14 +31,14 @@ TEST(MessageIdTest, HasFixedLengthAndAlphabet) {
 TEST(MessageIdTest, IsUniqueAcrossThreads) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 20000;
-  absl::Mutex mu;
+  std::mutex mu;
   absl::flat_hash_set<std::string> seen;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       std::vector<std::string> ids;
       for (int i = 0; i < kPerThread; ++i) ids.push_back(NewMessageId());
-      absl::MutexLock lock(&mu);
+      std::lock_guard<std::mutex> lock(mu);
       for (auto& id : ids) seen.insert(std::move(id));
     });
   }

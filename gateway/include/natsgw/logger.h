@@ -14,10 +14,10 @@
 #define NATSGW_LOGGER_H_
 
 #include <memory>
+#include <mutex>
 
 #include "absl/base/log_severity.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 
 namespace natsgw {
 
@@ -44,7 +44,7 @@ class StderrLogger final : public Logger {
 
  private:
   const absl::LogSeverity min_severity_;
-  absl::Mutex mu_;
+  std::mutex mu_;
 };
 
 }  // namespace natsgw

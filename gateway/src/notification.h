@@ -21,11 +21,11 @@ namespace natsgw::internal {
 
 class Notification {
  public:
+  // Signals while holding the lock: a waiter may destroy this object as soon
+  // as it sees the flag, so nothing may touch it after the lock is released.
   void Notify() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      notified_ = true;
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    notified_ = true;
     cv_.notify_all();
   }
 

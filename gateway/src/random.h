@@ -8,9 +8,10 @@
 
 namespace natsgw::internal {
 
-// 64 random bits from a generator seeded from the OS entropy source. IDs built
-// from these must be unique across processes, so a deterministic seed is never
-// used.
+// 64 random bits. Each thread runs its own xoshiro256** generator seeded with
+// 256 bits from the OS (std::random_device); a forked child reseeds, so
+// parent and child never produce the same IDs. IDs must be unique across
+// processes, so a deterministic seed is never used. Not for secrets.
 uint64_t RandomU64();
 
 }  // namespace natsgw::internal

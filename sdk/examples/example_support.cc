@@ -5,12 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <random>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
-#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -93,10 +93,10 @@ std::string FormatLatency(absl::Duration d) {
 }
 
 std::string RandomHex(int digits) {
-  thread_local absl::BitGen gen;
+  thread_local std::mt19937_64 gen{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(digits, '0');
-  for (char& c : out) c = kHex[absl::Uniform(gen, 0, 16)];
+  for (char& c : out) c = kHex[gen() & 0x0f];
   return out;
 }
 

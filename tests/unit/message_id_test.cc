@@ -1,5 +1,8 @@
 #include "natsgw/message_id.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -44,6 +47,31 @@ TEST(MessageIdTest, IsUniqueAcrossThreads) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+TEST(MessageIdTest, ForkedChildDoesNotRepeatTheParentsIds) {
+  // Both processes continue from the same generator state after fork(); the
+  // child must reseed or it would produce exactly the parent's next IDs.
+  NewMessageId();  // make sure this thread's generator is seeded
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string id = NewMessageId();
+    const ssize_t n = write(fds[1], id.data(), id.size());
+    _exit(n == static_cast<ssize_t>(id.size()) ? 0 : 1);
+  }
+  const std::string parent_id = NewMessageId();
+  std::string child_id(kMessageIdLength, '\0');
+  ASSERT_EQ(read(fds[0], child_id.data(), child_id.size()),
+            static_cast<ssize_t>(kMessageIdLength));
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_NE(child_id, parent_id);
 }
 
 }  // namespace

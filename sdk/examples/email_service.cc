@@ -113,18 +113,13 @@ absl::Status Run() {
       std::unique_ptr<Subscription> endpoint,
       c.Serve("email.SendWelcomeEmail", "q",
               [&c](const Message& m) { return OnSendWelcomeEmail(c, m); }));
-  std::printf(
-      "email-service ready: consuming users.events.UserRegistered, serving "
-      "email.SendWelcomeEmail on %s%s\n",
-      c.connected_url().c_str(), runtime.MetricsNote().c_str());
-  std::fflush(stdout);
-
-  const std::string signal = WaitForShutdown();
-  std::printf("email-service: %s received, shutting down\n", signal.c_str());
-  events.reset();
-  endpoint.reset();
-  c.Close();
-  std::fflush(stdout);
+  std::vector<std::unique_ptr<Subscription>> subscriptions;
+  subscriptions.push_back(std::move(events));
+  subscriptions.push_back(std::move(endpoint));
+  RunUntilShutdown("email-service",
+                   "consuming users.events.UserRegistered, serving "
+                   "email.SendWelcomeEmail",
+                   runtime, std::move(subscriptions));
   return absl::OkStatus();
 }
 

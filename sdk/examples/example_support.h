@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
@@ -50,6 +51,14 @@ struct ServiceRuntime {
   // ", metrics at http://..." or "" without a metrics endpoint.
   std::string MetricsNote() const;
 };
+
+// Prints "<name> ready: <what> on <url>, metrics at ...", blocks until
+// SIGINT/SIGTERM, then shuts down gracefully: ends `subscriptions` in order
+// (stop taking work, let running handlers finish) and closes the connection,
+// which flushes what was published.
+void RunUntilShutdown(absl::string_view name, absl::string_view what,
+                      ServiceRuntime& runtime,
+                      std::vector<std::unique_ptr<Subscription>> subscriptions);
 
 // Connects as `name` (ConnectionOptionsFromFlags) recording metrics into a
 // new registry, and serves it on --metrics_port (0 picks a free port, -1

@@ -2,6 +2,8 @@
 // connection and the /metrics endpoint.
 #include <prometheus/registry.h>
 
+#include <cstdio>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "example_support.h"
@@ -32,6 +34,26 @@ absl::StatusOr<ServiceRuntime> StartService(absl::string_view name) {
         MetricsServer::Create(metrics_options, runtime.registry));
   }
   return runtime;
+}
+
+void RunUntilShutdown(
+    absl::string_view name, absl::string_view what, ServiceRuntime& runtime,
+    std::vector<std::unique_ptr<Subscription>> subscriptions) {
+  const std::string ready = absl::StrCat(name, " ready: ", what, " on ",
+                                         runtime.connection->connected_url(),
+                                         runtime.MetricsNote(), "\n");
+  std::fputs(ready.c_str(), stdout);
+  std::fflush(stdout);
+
+  const std::string signal = WaitForShutdown();
+  const std::string bye =
+      absl::StrCat(name, ": ", signal, " received, shutting down\n");
+  std::fputs(bye.c_str(), stdout);
+  for (std::unique_ptr<Subscription>& subscription : subscriptions) {
+    subscription.reset();
+  }
+  runtime.connection->Close();
+  std::fflush(stdout);
 }
 
 }  // namespace natsgw::examples

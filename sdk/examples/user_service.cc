@@ -103,15 +103,10 @@ absl::Status Run() {
       c.Serve("users.RegisterUser", "q", [&c, &users](const Message& m) {
         return RegisterUser(c, users, m);
       }));
-  std::printf("user-service ready: serving users.RegisterUser on %s%s\n",
-              c.connected_url().c_str(), runtime.MetricsNote().c_str());
-  std::fflush(stdout);
-
-  const std::string signal = WaitForShutdown();
-  std::printf("user-service: %s received, shutting down\n", signal.c_str());
-  endpoint.reset();  // stop taking requests, let a running one finish
-  c.Close();         // flushes what was published
-  std::fflush(stdout);
+  std::vector<std::unique_ptr<Subscription>> subscriptions;
+  subscriptions.push_back(std::move(endpoint));
+  RunUntilShutdown("user-service", "serving users.RegisterUser", runtime,
+                   std::move(subscriptions));
   return absl::OkStatus();
 }
 

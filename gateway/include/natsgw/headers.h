@@ -10,6 +10,10 @@
 //   headers.Add("Accept-Encoding", "identity");
 //   std::optional<absl::string_view> tenant = headers.Get("tenant");  // "acme"
 //
+// On the wire, the values of one key keep their order, but distinct keys may
+// arrive in a different order than they were added (nats.c 3.4.1 keeps
+// headers in a hash table).
+//
 // Validation of keys and values happens when a message is sent
 // (natsgw/validation.h), not here, so that a Headers object can also hold what
 // a peer sent us verbatim.

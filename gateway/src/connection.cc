@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -232,7 +233,7 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
   if (s != NATS_OK) return NatsError(s, "configuring the NATS connection");
 
   s = natsConnection_Connect(&lane.nc, opts.get());
-  if (s == NATS_OK) lane.RefreshMaxPayload();
+  if (s == NATS_OK) lane.RefreshMaxPayload(lane.nc);
   if (s == NATS_NOT_YET_CONNECTED && options_.retry_on_failed_connect) {
     Log(absl::LogSeverity::kWarning,
         absl::StrCat("no NATS server reachable yet for the ", lane.name,
@@ -368,7 +369,7 @@ void Connection::Impl::OnDisconnected(natsConnection* nc, void* closure) {
 void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
   // A different server may have a different limit.
-  lane->max_payload.store(natsConnection_GetMaxPayload(nc));
+  lane->RefreshMaxPayload(nc);
   lane->owner->Log(absl::LogSeverity::kInfo,
                    absl::StrCat("connected to NATS at ", LaneUrl(nc), " (",
                                 lane->name, " connection)"));
@@ -437,7 +438,7 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
   stamp.sent_at = absl::Now();
 
   absl::StatusOr<internal::NatsMsgPtr> msg = internal::BuildNatsMsg(
-      subject, nullptr, data, options.headers, nullptr, stamp,
+      subject, data, options.headers, nullptr, stamp,
       publish_->max_payload.load(std::memory_order_relaxed));
   if (!msg.ok()) return Fail(Operation::kPublish, msg.status());
   natsStatus s = natsConnection_PublishMsg(publish_->nc, msg->get());
@@ -475,7 +476,6 @@ absl::StatusOr<Message> Connection::Impl::Request(
   }
   internal::Stamp stamp;
   stamp.trace = OutgoingTrace(options.trace);
-  const std::string trace_hex = stamp.trace.TraceIdHex();
 
   // Inside a handler the caller's caller is waiting too: never outlive it.
   absl::Time deadline = now + timeout;
@@ -489,7 +489,7 @@ absl::StatusOr<Message> Connection::Impl::Request(
     m.client_request.For(status.code()).Observe(Seconds(Since(start)));
     if (!status.ok()) {
       metrics_->RecordError(Operation::kRequest, status.code());
-      status = WithTraceId(std::move(status), trace_hex);
+      status = WithTraceId(std::move(status), stamp.trace.TraceIdHex());
     }
     return status;
   };
@@ -508,9 +508,9 @@ absl::StatusOr<Message> Connection::Impl::Request(
   stamp.sent_at = now;
   stamp.timeout = budget;
 
-  absl::StatusOr<internal::NatsMsgPtr> msg = internal::BuildNatsMsg(
-      subject, nullptr, data, options.headers, nullptr, stamp,
-      rpc_->max_payload.load(std::memory_order_relaxed));
+  absl::StatusOr<internal::NatsMsgPtr> msg =
+      internal::BuildNatsMsg(subject, data, options.headers, nullptr, stamp,
+                             rpc_->max_payload.load(std::memory_order_relaxed));
   if (!msg.ok()) return finish(msg.status());
 
   natsMsg* raw_reply = nullptr;
@@ -620,57 +620,52 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
 
 void Connection::Impl::Dispatch(SubscriptionCore& core, natsMsg* raw) {
   internal::NatsMsgPtr msg(raw);
-  const absl::Time received_at = absl::Now();
+  const SteadyClock::time_point start = SteadyClock::now();
+  internal::TraceOrigin origin;
+  Message m = internal::ReadNatsMsg(msg.get(), absl::Now(), &origin);
+  if (origin != internal::TraceOrigin::kReceived) {
+    metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
+  }
+  core.metrics().received.Get().Increment();
   if (core.kind() == SubscriptionCore::Kind::kServe) {
-    HandleRequest(core, msg.get(), received_at);
+    HandleRequest(core, natsMsg_GetReply(msg.get()), m, start);
   } else {
-    HandleMessage(core, msg.get(), received_at);
+    HandleMessage(core, m, start);
   }
 }
 
-void Connection::Impl::HandleMessage(SubscriptionCore& core, natsMsg* msg,
-                                     absl::Time received_at) {
-  const SteadyClock::time_point start = SteadyClock::now();
-  internal::TraceOrigin origin;
-  Message m = internal::ReadNatsMsg(msg, received_at, &origin);
-  if (origin != internal::TraceOrigin::kReceived) {
-    metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
+absl::Status Connection::Impl::RunHandler(const SubscriptionCore& core,
+                                          const Message& m,
+                                          absl::FunctionRef<void()> call) {
+  ScopedTraceContext trace_scope(m.trace);
+  internal::ScopedDeadline deadline_scope(m.deadline);
+  try {
+    call();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("handler for '", core.subject(), "' threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(
+        "handler for '", core.subject(), "' threw a non-standard exception"));
   }
-  SubjectMetrics& sm = core.metrics();
-  sm.received.Get().Increment();
-  {
-    ScopedTraceContext trace_scope(m.trace);
-    internal::ScopedDeadline deadline_scope(m.deadline);
-    try {
-      core.message_handler()(m);
-    } catch (const std::exception& e) {
-      metrics_->RecordError(Operation::kSubscribe, absl::StatusCode::kInternal);
-      Log(absl::LogSeverity::kError,
-          absl::StrCat("handler for '", core.subject(), "' threw: ", e.what(),
-                       " [trace ", m.trace.TraceIdHex(), "]"));
-    } catch (...) {
-      metrics_->RecordError(Operation::kSubscribe, absl::StatusCode::kInternal);
-      Log(absl::LogSeverity::kError,
-          absl::StrCat("handler for '", core.subject(),
-                       "' threw a non-standard exception [trace ",
-                       m.trace.TraceIdHex(), "]"));
-    }
-  }
-  sm.handler_duration.Get().Observe(Seconds(Since(start)));
 }
 
-void Connection::Impl::HandleRequest(SubscriptionCore& core, natsMsg* msg,
-                                     absl::Time received_at) {
-  const SteadyClock::time_point start = SteadyClock::now();
-  internal::TraceOrigin origin;
-  Message request = internal::ReadNatsMsg(msg, received_at, &origin);
-  if (origin != internal::TraceOrigin::kReceived) {
-    metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
+void Connection::Impl::HandleMessage(SubscriptionCore& core, const Message& m,
+                                     SteadyClock::time_point start) {
+  absl::Status s = RunHandler(core, m, [&] { core.message_handler()(m); });
+  if (!s.ok()) {
+    metrics_->RecordError(Operation::kSubscribe, s.code());
+    Log(absl::LogSeverity::kError,
+        absl::StrCat(s.message(), " [trace ", m.trace.TraceIdHex(), "]"));
   }
-  SubjectMetrics& sm = core.metrics();
-  sm.received.Get().Increment();
+  core.metrics().handler_duration.Get().Observe(Seconds(Since(start)));
+}
 
-  const char* reply_to = natsMsg_GetReply(msg);
+void Connection::Impl::HandleRequest(SubscriptionCore& core,
+                                     const char* reply_to,
+                                     const Message& request,
+                                     SteadyClock::time_point start) {
   if (reply_to == nullptr || reply_to[0] == '\0') {
     metrics_->RecordError(Operation::kServe,
                           absl::StatusCode::kInvalidArgument);
@@ -688,19 +683,12 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core, natsMsg* msg,
     result = absl::DeadlineExceededError(absl::StrCat(
         "request to '", request.subject,
         "' expired before it was handled (caller budget ",
-        absl::FormatDuration(*request.deadline - received_at), ")"));
-  } else {
-    ScopedTraceContext trace_scope(request.trace);
-    internal::ScopedDeadline deadline_scope(request.deadline);
-    try {
-      result = core.request_handler()(request);
-    } catch (const std::exception& e) {
-      result = absl::InternalError(
-          absl::StrCat("handler for '", core.subject(), "' threw: ", e.what()));
-    } catch (...) {
-      result = absl::InternalError(absl::StrCat(
-          "handler for '", core.subject(), "' threw a non-standard exception"));
-    }
+        absl::FormatDuration(*request.deadline - request.received_at), ")"));
+  } else if (absl::Status thrown =
+                 RunHandler(core, request,
+                            [&] { result = core.request_handler()(request); });
+             !thrown.ok()) {
+    result = std::move(thrown);
   }
 
   // Build the reply; a reply the handler got wrong becomes an INTERNAL error
@@ -716,9 +704,8 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core, natsMsg* msg,
   if (status.ok()) {
     status = ValidateApplicationHeaders(result->headers, options_.limits);
     if (status.ok()) {
-      out =
-          internal::BuildNatsMsg(reply_to, nullptr, result->data,
-                                 result->headers, nullptr, stamp, max_payload);
+      out = internal::BuildNatsMsg(reply_to, result->data, result->headers,
+                                   nullptr, stamp, max_payload);
       status = out.status();
     }
     if (!status.ok()) {
@@ -733,8 +720,8 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core, natsMsg* msg,
   if (!status.ok()) {
     Headers error_headers;
     AddErrorHeaders(status, error_headers);
-    out = internal::BuildNatsMsg(reply_to, nullptr, "", kNoHeaders,
-                                 &error_headers, stamp, max_payload);
+    out = internal::BuildNatsMsg(reply_to, "", kNoHeaders, &error_headers,
+                                 stamp, max_payload);
   }
   if (out.ok()) {
     natsStatus s = natsConnection_PublishMsg(rpc_->nc, out->get());
@@ -750,7 +737,9 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core, natsMsg* msg,
     metrics_->RecordError(Operation::kReply, out.status().code());
   }
   if (!status.ok()) metrics_->RecordError(Operation::kServe, status.code());
-  sm.server_request.For(status.code()).Observe(Seconds(Since(start)));
+  core.metrics()
+      .server_request.For(status.code())
+      .Observe(Seconds(Since(start)));
 }
 
 // ---------------------------------------------------------------------------

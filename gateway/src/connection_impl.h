@@ -7,12 +7,14 @@
 #include <nats/nats.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "metrics.h"
@@ -59,8 +61,10 @@ struct Lane {
   // nats.c takes the connection lock, which every publish would contend on.
   std::atomic<int64_t> max_payload{0};
 
-  void RefreshMaxPayload() {
-    if (nc != nullptr) max_payload.store(natsConnection_GetMaxPayload(nc));
+  // `connection` is this lane's; passed in because nats.c's first
+  // "connected" callback can run before natsConnection_Connect returns it.
+  void RefreshMaxPayload(natsConnection* connection) {
+    max_payload.store(natsConnection_GetMaxPayload(connection));
   }
 };
 
@@ -180,10 +184,16 @@ class Connection::Impl {
                          const SendOptions& options) const;
   // Records and returns an error for `op`.
   absl::Status Fail(internal::Operation op, absl::Status status);
-  void HandleRequest(internal::SubscriptionCore& core, natsMsg* msg,
-                     absl::Time received_at);
-  void HandleMessage(internal::SubscriptionCore& core, natsMsg* msg,
-                     absl::Time received_at);
+  // Runs `call` as handler code for `m`: with m's trace and deadline as the
+  // thread's context, and an escaping exception turned into INTERNAL.
+  static absl::Status RunHandler(const internal::SubscriptionCore& core,
+                                 const Message& m,
+                                 absl::FunctionRef<void()> call);
+  void HandleRequest(internal::SubscriptionCore& core, const char* reply_to,
+                     const Message& request,
+                     std::chrono::steady_clock::time_point start);
+  void HandleMessage(internal::SubscriptionCore& core, const Message& m,
+                     std::chrono::steady_clock::time_point start);
   // Chooses the trace an outgoing message carries.
   TraceContext OutgoingTrace(
       const std::optional<TraceContext>& explicit_trace) const;

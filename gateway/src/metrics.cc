@@ -34,6 +34,14 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return *kBuckets;
 }
 
+int CodeIndex(absl::StatusCode code) {
+  const int index = static_cast<int>(code);
+  if (index < 0 || index >= kCodeCount) {
+    return static_cast<int>(absl::StatusCode::kUnknown);
+  }
+  return index;
+}
+
 const std::string& CodeLabel(absl::StatusCode code) {
   static const auto* const kLabels = [] {
     auto* labels = new std::vector<std::string>;
@@ -43,11 +51,7 @@ const std::string& CodeLabel(absl::StatusCode code) {
     }
     return labels;
   }();
-  const int index = static_cast<int>(code);
-  if (index < 0 || index >= kCodeCount) {
-    return (*kLabels)[static_cast<int>(absl::StatusCode::kUnknown)];
-  }
-  return (*kLabels)[index];
+  return (*kLabels)[CodeIndex(code)];
 }
 
 absl::string_view OperationLabel(Operation op) {
@@ -71,34 +75,22 @@ absl::string_view OperationLabel(Operation op) {
 }
 
 HistogramsByCode::HistogramsByCode(
-    prometheus::Family<prometheus::Histogram>* family, std::string subject)
-    : family_(family), subject_(std::move(subject)) {}
-
-prometheus::Histogram& HistogramsByCode::For(absl::StatusCode code) {
-  int index = static_cast<int>(code);
-  if (index < 0 || index >= kCodeCount) {
-    index = static_cast<int>(absl::StatusCode::kUnknown);
+    prometheus::Family<prometheus::Histogram>* family,
+    const std::string& subject) {
+  for (int i = 0; i < kCodeCount; ++i) {
+    by_code_[i].Init(family,
+                     {{"subject", subject},
+                      {"code", CodeLabel(static_cast<absl::StatusCode>(i))}});
   }
-  prometheus::Histogram* h = by_code_[index].load(std::memory_order_acquire);
-  if (h == nullptr) {
-    // Family::Add is thread-safe and returns the existing metric for equal
-    // labels, so a race here only repeats a lookup.
-    h = &family_->Add(
-        {{"subject", subject_},
-         {"code", CodeLabel(static_cast<absl::StatusCode>(index))}},
-        LatencyBuckets());
-    by_code_[index].store(h, std::memory_order_release);
-  }
-  return *h;
 }
 
 SubjectMetrics::SubjectMetrics(GatewayMetrics& metrics,
                                const std::string& subject_label)
     : label(subject_label),
-      published(metrics.published_, &label),
-      received(metrics.received_, &label),
-      publish_duration(metrics.publish_duration_, &label),
-      handler_duration(metrics.handler_duration_, &label),
+      published(metrics.published_, {{"subject", subject_label}}),
+      received(metrics.received_, {{"subject", subject_label}}),
+      publish_duration(metrics.publish_duration_, {{"subject", subject_label}}),
+      handler_duration(metrics.handler_duration_, {{"subject", subject_label}}),
       client_request(metrics.client_request_duration_, subject_label),
       server_request(metrics.server_request_duration_, subject_label) {}
 
@@ -159,10 +151,19 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
                             "Messages delivered to subscription and "
                             "endpoint handlers, by subject pattern.")
                         .Register(r);
-    m->errors_ = &prometheus::BuildCounter()
-                      .Name("natsgw_errors_total")
-                      .Help("Failed operations by operation and status code.")
-                      .Register(r);
+    auto& errors = prometheus::BuildCounter()
+                       .Name("natsgw_errors_total")
+                       .Help("Failed operations by operation and status code.")
+                       .Register(r);
+    for (int op = 0; op < kOperationCount; ++op) {
+      for (int code = 0; code < kCodeCount; ++code) {
+        m->errors_[op][code].Init(
+            &errors,
+            {{"operation",
+              std::string(OperationLabel(static_cast<Operation>(op)))},
+             {"code", CodeLabel(static_cast<absl::StatusCode>(code))}});
+      }
+    }
     auto& replaced = prometheus::BuildCounter()
                          .Name("natsgw_trace_context_replaced_total")
                          .Help(
@@ -231,18 +232,7 @@ SubjectMetrics& GatewayMetrics::LookupLocked(absl::string_view label,
 }
 
 void GatewayMetrics::RecordError(Operation op, absl::StatusCode code) {
-  int c = static_cast<int>(code);
-  if (c < 0 || c >= kCodeCount)
-    c = static_cast<int>(absl::StatusCode::kUnknown);
-  auto& slot = errors_by_op_code_[static_cast<int>(op)][c];
-  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
-  if (counter == nullptr) {
-    counter =
-        &errors_->Add({{"operation", std::string(OperationLabel(op))},
-                       {"code", CodeLabel(static_cast<absl::StatusCode>(c))}});
-    slot.store(counter, std::memory_order_release);
-  }
-  counter->Increment();
+  errors_[static_cast<int>(op)][CodeIndex(code)].Get().Increment();
 }
 
 void GatewayMetrics::RecordTraceReplaced(bool missing) {

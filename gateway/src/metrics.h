@@ -63,37 +63,36 @@ absl::string_view OperationLabel(Operation op);
 
 inline constexpr int kCodeCount = 17;  // absl::StatusCode 0..16
 
-// One histogram per status code under a fixed subject label, created on
-// first use.
-class HistogramsByCode {
- public:
-  HistogramsByCode(prometheus::Family<prometheus::Histogram>* family,
-                   std::string subject);
-  prometheus::Histogram& For(absl::StatusCode code);
+// Index of `code` into per-code arrays; values outside 0..16 count as
+// UNKNOWN.
+int CodeIndex(absl::StatusCode code);
 
- private:
-  prometheus::Family<prometheus::Histogram>* family_;
-  std::string subject_;
-  std::array<std::atomic<prometheus::Histogram*>, kCodeCount> by_code_{};
-};
-
-// A metric of a family under one fixed subject label, created on first use
-// so that a subject only has the series it actually records (a served
-// endpoint has no publish series, a publisher no receive series).
+// One series of a family with fixed labels, created on first use so that a
+// label set only has the series it actually records (a served endpoint has no
+// publish series, a publisher no receive series, an error counter appears with
+// the first error).
+//
+// Thread-safety: Get() is thread-safe; Init() must happen before sharing.
 template <typename T>
 class LazyMetric {
  public:
-  LazyMetric(prometheus::Family<T>* family, const std::string* subject)
-      : family_(family), subject_(subject) {}
+  LazyMetric() = default;
+  LazyMetric(prometheus::Family<T>* family, prometheus::Labels labels) {
+    Init(family, std::move(labels));
+  }
+  void Init(prometheus::Family<T>* family, prometheus::Labels labels) {
+    family_ = family;
+    labels_ = std::move(labels);
+  }
   T& Get() {
     T* m = metric_.load(std::memory_order_acquire);
     if (m == nullptr) {
       // Family::Add is thread-safe and returns the existing metric for equal
       // labels, so a race here only repeats a lookup.
       if constexpr (std::is_same_v<T, prometheus::Histogram>) {
-        m = &family_->Add({{"subject", *subject_}}, LatencyBuckets());
+        m = &family_->Add(labels_, LatencyBuckets());
       } else {
-        m = &family_->Add({{"subject", *subject_}});
+        m = &family_->Add(labels_);
       }
       metric_.store(m, std::memory_order_release);
     }
@@ -101,9 +100,22 @@ class LazyMetric {
   }
 
  private:
-  prometheus::Family<T>* const family_;
-  const std::string* const subject_;
+  prometheus::Family<T>* family_ = nullptr;
+  prometheus::Labels labels_;
   std::atomic<T*> metric_{nullptr};
+};
+
+// One histogram per status code under a fixed subject label.
+class HistogramsByCode {
+ public:
+  HistogramsByCode(prometheus::Family<prometheus::Histogram>* family,
+                   const std::string& subject);
+  prometheus::Histogram& For(absl::StatusCode code) {
+    return by_code_[CodeIndex(code)].Get();
+  }
+
+ private:
+  std::array<LazyMetric<prometheus::Histogram>, kCodeCount> by_code_;
 };
 
 // Every per-subject metric, resolved for one subject label.
@@ -161,14 +173,13 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Histogram>* publish_duration_ = nullptr;
   prometheus::Family<prometheus::Counter>* published_ = nullptr;
   prometheus::Family<prometheus::Counter>* received_ = nullptr;
-  prometheus::Family<prometheus::Counter>* errors_ = nullptr;
   prometheus::Counter* trace_missing_ = nullptr;
   prometheus::Counter* trace_invalid_ = nullptr;
   prometheus::Counter* subjects_overflow_ = nullptr;
 
-  std::array<std::array<std::atomic<prometheus::Counter*>, kCodeCount>,
+  std::array<std::array<LazyMetric<prometheus::Counter>, kCodeCount>,
              kOperationCount>
-      errors_by_op_code_{};
+      errors_;
 
   std::mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<SubjectMetrics>> by_label_

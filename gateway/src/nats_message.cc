@@ -3,7 +3,6 @@
 #include <cstdlib>
 #include <string>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -64,23 +63,31 @@ natsStatus AddHeader(natsMsg* msg, const HeaderField& field) {
   return natsMsgHeader_Add(msg, field.key.c_str(), field.value.c_str());
 }
 
+// The header block: preamble, stamp fields, application and extra fields,
+// and the blank line that ends it.
+size_t BlockBytes(const Stamp& stamp, const StampFields& fields,
+                  const Headers& app_headers, const Headers* extra_headers) {
+  return kHeaderPreamble.size() + StampBytes(stamp, fields) +
+         HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
+}
+
 }  // namespace
 
 size_t HeaderBlockBytes(const Headers& app_headers,
                         const Headers* extra_headers, const Stamp& stamp) {
-  return kHeaderPreamble.size() + StampBytes(stamp, FormatStamp(stamp)) +
-         HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
+  return BlockBytes(stamp, FormatStamp(stamp), app_headers, extra_headers);
 }
 
-absl::StatusOr<NatsMsgPtr> BuildNatsMsg(
-    absl::string_view subject, const char* reply, absl::string_view data,
-    const Headers& app_headers, const Headers* extra_headers,
-    const Stamp& stamp, int64_t max_payload) {
+absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
+                                        absl::string_view data,
+                                        const Headers& app_headers,
+                                        const Headers* extra_headers,
+                                        const Stamp& stamp,
+                                        int64_t max_payload) {
   NATSGW_RETURN_IF_ERROR(EnsureNatsLibrary());
   const StampFields fields = FormatStamp(stamp);
   const size_t header_bytes =
-      kHeaderPreamble.size() + StampBytes(stamp, fields) +
-      HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
+      BlockBytes(stamp, fields, app_headers, extra_headers);
   if (max_payload > 0 &&
       static_cast<int64_t>(data.size() + header_bytes) > max_payload) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -91,7 +98,7 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(
 
   natsMsg* raw = nullptr;
   const std::string subject_str(subject);
-  natsStatus s = natsMsg_Create(&raw, subject_str.c_str(), reply, data.data(),
+  natsStatus s = natsMsg_Create(&raw, subject_str.c_str(), nullptr, data.data(),
                                 static_cast<int>(data.size()));
   if (s != NATS_OK) return NatsError(s, "creating message");
   NatsMsgPtr msg(raw);

@@ -41,10 +41,12 @@ struct Stamp {
 // validated by the caller) and `extra_headers` (natsgw's own, e.g. error
 // headers; not validated). Fails with INVALID_ARGUMENT if payload plus header
 // block exceeds `max_payload` bytes.
-absl::StatusOr<NatsMsgPtr> BuildNatsMsg(
-    absl::string_view subject, const char* reply, absl::string_view data,
-    const Headers& app_headers, const Headers* extra_headers,
-    const Stamp& stamp, int64_t max_payload);
+absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
+                                        absl::string_view data,
+                                        const Headers& app_headers,
+                                        const Headers* extra_headers,
+                                        const Stamp& stamp,
+                                        int64_t max_payload);
 
 // Size in bytes of the NATS header block ("NATS/1.0\r\n" ... "\r\n") that
 // BuildNatsMsg would produce for these headers.

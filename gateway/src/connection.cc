@@ -143,9 +143,13 @@ absl::StatusOr<std::unique_ptr<Connection::Impl>> Connection::Impl::Create(
                              impl->options_.max_metric_subjects));
 
   impl->rpc_ = std::make_unique<Lane>(impl.get(), "rpc");
+  // Before connecting: nats.c's callbacks may run as soon as it connects.
+  impl->mux_ = std::make_unique<internal::RequestMux>(
+      impl->rpc_.get(), impl->metrics_.get(), impl->options_.logger.get());
   if (absl::Status s = impl->ConnectLane(*impl->rpc_, /*send_asap=*/true);
       !s.ok()) {
     impl->metrics_->RecordError(Operation::kConnect, s.code());
+    impl->mux_->Shutdown();
     return s;
   }
   if (impl->options_.batch_publishes) {
@@ -258,6 +262,8 @@ Connection::Impl::~Impl() { Close(); }
 void Connection::Impl::Close() {
   std::lock_guard<std::mutex> lock(close_mu_);
   if (closed_.exchange(true)) return;
+  // Calls in flight end with UNAVAILABLE now rather than at their deadline.
+  if (mux_ != nullptr) mux_->Shutdown();
   // Subscriptions first, so no handler runs while the connections go away.
   for (const auto& core : subscriptions_->TakeAll()) {
     core->Close(/*unregister=*/false).IgnoreError();
@@ -364,6 +370,15 @@ void Connection::Impl::OnDisconnected(natsConnection* nc, void* closure) {
   lane->owner->Log(absl::LogSeverity::kWarning,
                    absl::StrCat("disconnected from NATS (", lane->name,
                                 " connection); reconnecting if allowed"));
+  // Replies to requests sent before the loss will not come: fail them now
+  // (retryable: a retry policy may send them again once reconnected).
+  if (lane == lane->owner->rpc_.get()) {
+    lane->owner->mux_->FailWaiting(
+        "",
+        absl::UnavailableError("the connection to NATS was lost before the "
+                               "reply came"),
+        /*retryable=*/true);
+  }
 }
 
 void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
@@ -391,6 +406,10 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
     if (s != nullptr) subject = s;
   }
   const absl::StatusCode code = internal::StatusCodeFromNats(err);
+  if (err == NATS_NOT_PERMITTED && lane == self->rpc_.get() &&
+      detail != nullptr) {
+    self->FailDenied(detail);
+  }
   // A slow consumer concerns a subscription; a permission violation whatever
   // was last attempted (nats.c cannot tell which).
   self->metrics_->RecordError(
@@ -404,6 +423,37 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
                    detail != nullptr && detail[0] != '\0'
                        ? absl::StrCat(" (", detail, ")")
                        : ""));
+}
+
+void Connection::Impl::FailDenied(absl::string_view detail) {
+  // The subject is the quoted text after the operation.
+  auto quoted_after =
+      [&](absl::string_view marker) -> std::optional<std::string> {
+    const size_t at = detail.find(marker);
+    if (at == absl::string_view::npos) return std::nullopt;
+    absl::string_view rest = detail.substr(at + marker.size());
+    const size_t end = rest.find('"');
+    if (end == absl::string_view::npos) return std::nullopt;
+    return std::string(rest.substr(0, end));
+  };
+  if (std::optional<std::string> subject = quoted_after("Publish to \"")) {
+    mux_->FailWaiting(*subject,
+                      absl::PermissionDeniedError(absl::StrCat(
+                          "request to '", *subject,
+                          "' refused by the NATS server: no permission to "
+                          "publish to this subject")),
+                      /*retryable=*/false);
+  } else if (std::optional<std::string> subject =
+                 quoted_after("Subscription to \"");
+             subject && *subject == mux_->inbox_subject()) {
+    mux_->FailWaiting(
+        "",
+        absl::PermissionDeniedError(absl::StrCat(
+            "the NATS server refused the reply subscription '", *subject,
+            "': no permission to subscribe to _INBOX.>, so no "
+            "reply can arrive")),
+        /*retryable=*/false);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -460,9 +510,9 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
                   stamp.sent_at};
 }
 
-absl::StatusOr<Message> Connection::Impl::Request(
+absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
     absl::string_view subject, absl::string_view data, absl::Duration timeout,
-    const RequestOptions& options) {
+    const RequestOptions& options, ReplyCallback done) {
   const SteadyClock::time_point start = SteadyClock::now();
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckSend(subject, options); !s.ok()) {
@@ -474,8 +524,25 @@ absl::StatusOr<Message> Connection::Impl::Request(
                     absl::StrCat("request timeout must be positive, got ",
                                  absl::FormatDuration(timeout))));
   }
-  internal::Stamp stamp;
-  stamp.trace = OutgoingTrace(options.trace);
+  if (absl::Status s = ValidateRetryPolicy(options.retry); !s.ok()) {
+    return Fail(Operation::kRequest, s);
+  }
+  if (absl::Status s = ValidateHedgingPolicy(options.hedging); !s.ok()) {
+    return Fail(Operation::kRequest, s);
+  }
+  if (!done) {
+    return Fail(Operation::kRequest,
+                absl::InvalidArgumentError("RequestAsync: callback is empty"));
+  }
+
+  internal::CallSpec spec;
+  if (options.trace && options.trace->valid()) {
+    spec.parent = *options.trace;
+  } else if (std::optional<TraceContext> current = CurrentTraceContext();
+             current && current->valid()) {
+    spec.parent = std::move(*current);
+  }
+  spec.trace = spec.parent ? spec.parent->Child() : TraceContext::NewRoot();
 
   // Inside a handler the caller's caller is waiting too: never outlive it.
   absl::Time deadline = now + timeout;
@@ -485,63 +552,82 @@ absl::StatusOr<Message> Connection::Impl::Request(
   }
   const absl::Duration budget = deadline - now;
   SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
-  auto finish = [&](absl::Status status) -> absl::Status {
+  auto fail = [&](absl::Status status) -> absl::Status {
     m.client_request.For(status.code()).Observe(Seconds(Since(start)));
-    if (!status.ok()) {
-      metrics_->RecordError(Operation::kRequest, status.code());
-      status = WithTraceId(std::move(status), stamp.trace.TraceIdHex());
-    }
-    return status;
+    metrics_->RecordError(Operation::kRequest, status.code());
+    return WithTraceId(std::move(status), spec.trace.TraceIdHex());
   };
   if (budget <= absl::ZeroDuration()) {
-    return finish(absl::DeadlineExceededError(absl::StrCat(
+    return fail(absl::DeadlineExceededError(absl::StrCat(
         "request to '", subject,
         "' not sent: the deadline inherited from the request being handled "
         "has already passed")));
   }
   if (natsConnection_Status(rpc_->nc) != NATS_CONN_STATUS_CONNECTED) {
-    return finish(absl::UnavailableError(absl::StrCat(
+    return fail(absl::UnavailableError(absl::StrCat(
         "request to '", subject, "' not sent: not connected to NATS (",
         ConnectionStateName(state()), ")")));
   }
-  stamp.message_id = options.message_id ? *options.message_id : NewMessageId();
-  stamp.sent_at = now;
-  stamp.timeout = budget;
+  if (absl::Status s = EnsureReplySubscription(); !s.ok()) return fail(s);
 
-  absl::StatusOr<internal::NatsMsgPtr> msg =
-      internal::BuildNatsMsg(subject, data, options.headers, nullptr, stamp,
-                             rpc_->max_payload.load(std::memory_order_relaxed));
-  if (!msg.ok()) return finish(msg.status());
+  spec.subject = std::string(subject);
+  spec.data = std::string(data);
+  spec.headers = options.headers;
+  spec.message_id = options.message_id ? *options.message_id : NewMessageId();
+  spec.sent_at = now;
+  spec.start = start;
+  spec.deadline = start + absl::ToChronoNanoseconds(budget);
+  spec.retry = options.retry;
+  spec.hedging = options.hedging;
+  spec.metrics = &m;
+  spec.done = std::move(done);
+  SendInfo info{spec.trace, spec.message_id, now};
+  if (absl::Status s = mux_->Begin(std::move(spec)); !s.ok()) {
+    return fail(std::move(s));
+  }
+  return info;
+}
 
-  natsMsg* raw_reply = nullptr;
-  natsStatus s = natsConnection_RequestMsg(&raw_reply, rpc_->nc, msg->get(),
-                                           ToMillisRoundUp(budget));
-  internal::NatsMsgPtr reply(raw_reply);
-  if (s == NATS_NO_RESPONDERS) {
-    return finish(absl::UnavailableError(absl::StrCat(
-        "no responders for '", subject, "': nothing is serving this subject")));
-  }
-  if (s == NATS_TIMEOUT) {
-    return finish(absl::DeadlineExceededError(
-        absl::StrCat("no reply from '", subject, "' within ",
-                     absl::FormatDuration(budget))));
-  }
-  if (s == NATS_CONNECTION_DISCONNECTED || s == NATS_CONNECTION_CLOSED) {
-    return finish(absl::UnavailableError(absl::StrCat(
-        "request to '", subject,
-        "' failed: the connection to NATS was lost before the reply came")));
-  }
-  if (s != NATS_OK) {
-    return finish(NatsError(s, absl::StrCat("request to '", subject, "'")));
-  }
-  internal::TraceOrigin origin;
-  Message result = internal::ReadNatsMsg(reply.get(), absl::Now(), &origin);
-  if (absl::Status remote = StatusFromErrorHeaders(result.headers);
-      !remote.ok()) {
-    return finish(std::move(remote));
-  }
-  finish(absl::OkStatus()).IgnoreError();
-  return result;
+absl::StatusOr<Message> Connection::Impl::Request(
+    absl::string_view subject, absl::string_view data, absl::Duration timeout,
+    const RequestOptions& options) {
+  // The blocking form is the asynchronous one plus a wait: one code path,
+  // microsecond deadlines, and early PERMISSION_DENIED for both.
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::StatusOr<Message> result ABSL_GUARDED_BY(mu);
+  } waiter;
+  absl::StatusOr<SendInfo> sent =
+      RequestAsync(subject, data, timeout, options,
+                   [&waiter](absl::StatusOr<Message> reply) {
+                     // Notify under the lock: the waiter's frame may vanish
+                     // right after.
+                     std::lock_guard<std::mutex> lock(waiter.mu);
+                     waiter.result = std::move(reply);
+                     waiter.done = true;
+                     waiter.cv.notify_one();
+                   });
+  if (!sent.ok()) return sent.status();
+  std::unique_lock<std::mutex> lock(waiter.mu);
+  waiter.cv.wait(lock, [&waiter] { return waiter.done; });
+  return std::move(waiter.result);
+}
+
+absl::Status Connection::Impl::EnsureReplySubscription() {
+  std::lock_guard<std::mutex> lock(reply_sub_mu_);
+  if (reply_sub_started_) return absl::OkStatus();
+  auto core = std::make_shared<SubscriptionCore>(
+      this, subscriptions_, SubscriptionCore::Kind::kReplies,
+      mux_->inbox_subject(), "", nullptr, nullptr,
+      &metrics_->ForPattern("_INBOX"));
+  // Subscribed on the rpc connection, ahead of the first request on the same
+  // connection, so the server knows it before any reply can be sent.
+  if (absl::Status s = core->Start(rpc_->nc); !s.ok()) return s;
+  subscriptions_->Add(core);
+  reply_sub_started_ = true;
+  return absl::OkStatus();
 }
 
 absl::Status Connection::Impl::Flush(absl::Duration timeout) {
@@ -573,9 +659,23 @@ absl::Status Connection::Impl::Flush(absl::Duration timeout) {
 absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
     SubscriptionCore::Kind kind, absl::string_view subject,
     absl::string_view queue_group, MessageHandler message_handler,
-    RequestHandler request_handler) {
+    RequestHandler request_handler, const ServeOptions& serve) {
   if (absl::Status s = CheckOpen(); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
+  }
+  if (serve.workers < 0 || serve.max_in_flight < 0) {
+    return Fail(
+        Operation::kSubscribe,
+        absl::InvalidArgumentError(absl::StrCat(
+            "ServeOptions: workers (", serve.workers, ") and max_in_flight (",
+            serve.max_in_flight, ") must not be negative")));
+  }
+  if (serve.workers > 0 && serve.max_in_flight > 0 &&
+      serve.max_in_flight < serve.workers) {
+    return Fail(Operation::kSubscribe,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "ServeOptions: max_in_flight (", serve.max_in_flight,
+                    ") must be at least workers (", serve.workers, ")")));
   }
   const MessageLimits& limits = options_.limits;
   if (absl::Status s = ValidateSubscribeSubject(subject, limits); !s.ok()) {
@@ -584,19 +684,19 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
   if (absl::Status s = ValidateQueueGroup(queue_group, limits); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
   }
-  const bool serve = kind == SubscriptionCore::Kind::kServe;
-  if (serve ? !request_handler : !message_handler) {
+  const bool serving = kind == SubscriptionCore::Kind::kServe;
+  if (serving ? !request_handler : !message_handler) {
     return Fail(Operation::kSubscribe,
                 absl::InvalidArgumentError("handler is empty"));
   }
   // Endpoints live on the rpc lane so their replies go out immediately;
   // plain subscriptions share the publish lane with Publish so that a
   // connection sees its own publishes in order.
-  Lane* lane = serve ? rpc_.get() : publish_;
+  Lane* lane = serving ? rpc_.get() : publish_;
   auto core = std::make_shared<SubscriptionCore>(
       this, subscriptions_, kind, std::string(subject),
       std::string(queue_group), std::move(message_handler),
-      std::move(request_handler), &metrics_->ForPattern(subject));
+      std::move(request_handler), &metrics_->ForPattern(subject), serve);
   if (absl::Status s = core->Start(lane->nc); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
   }
@@ -618,7 +718,12 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
   return handle;
 }
 
-void Connection::Impl::Dispatch(SubscriptionCore& core, natsMsg* raw) {
+void Connection::Impl::Dispatch(SubscriptionCore& core, natsSubscription* sub,
+                                natsMsg* raw) {
+  if (core.kind() == SubscriptionCore::Kind::kReplies) {
+    mux_->OnReply(raw);
+    return;
+  }
   internal::NatsMsgPtr msg(raw);
   const SteadyClock::time_point start = SteadyClock::now();
   internal::TraceOrigin origin;
@@ -627,10 +732,65 @@ void Connection::Impl::Dispatch(SubscriptionCore& core, natsMsg* raw) {
     metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
   }
   core.metrics().received.Get().Increment();
-  if (core.kind() == SubscriptionCore::Kind::kServe) {
-    HandleRequest(core, natsMsg_GetReply(msg.get()), m, start);
-  } else {
+  if (core.kind() == SubscriptionCore::Kind::kSubscribe) {
     HandleMessage(core, m, start);
+    return;
+  }
+  const char* reply_to = natsMsg_GetReply(msg.get());
+  if (reply_to == nullptr || reply_to[0] == '\0') {
+    metrics_->RecordError(Operation::kServe,
+                          absl::StatusCode::kInvalidArgument);
+    Log(absl::LogSeverity::kWarning,
+        absl::StrCat("dropped a message on endpoint '", core.subject(),
+                     "' without a reply subject (published, not requested) "
+                     "[trace ",
+                     m.trace.TraceIdHex(), "]"));
+    return;
+  }
+  if (core.pool() != nullptr) {
+    EnqueueRequest(core, reply_to, std::move(m), start);
+    return;
+  }
+  // Inline: the request at hand plus those waiting behind it in nats.c's
+  // queue are what is in flight.
+  const int limit = core.serve_options().max_in_flight;
+  int pending = 0;
+  if (limit > 0 && sub != nullptr &&
+      natsSubscription_GetPending(sub, &pending, nullptr) == NATS_OK &&
+      pending + 1 > limit) {
+    Shed(core, reply_to, m, start, pending + 1);
+    return;
+  }
+  HandleRequest(core, reply_to, m, start);
+}
+
+void Connection::Impl::Shed(SubscriptionCore& core, const char* reply_to,
+                            const Message& request,
+                            SteadyClock::time_point start, int in_flight) {
+  absl::StatusOr<Reply> result = absl::ResourceExhaustedError(absl::StrCat(
+      "endpoint '", core.subject(), "' is overloaded: ", in_flight,
+      " requests in flight reached its limit; retry later or elsewhere"));
+  core.metrics().shed.Get().Increment();
+  core.stats().RecordShed(result.status());
+  SendReply(core, reply_to, request, result);
+  core.metrics()
+      .server_request.For(result.status().code())
+      .Observe(Seconds(Since(start)));
+}
+
+void Connection::Impl::EnqueueRequest(SubscriptionCore& core,
+                                      const char* reply_to, Message request,
+                                      SteadyClock::time_point start) {
+  internal::WorkerPool& pool = *core.pool();
+  const bool accepted = pool.TrySubmit([&]() -> internal::WorkerPool::Task {
+    // The task owns copies: the natsMsg is gone once Dispatch returns. The
+    // SubscriptionCore outlives its pool (Close() stops the pool first).
+    return [this, &core, reply = std::string(reply_to),
+            request = std::move(request),
+            start]() { HandleRequest(core, reply.c_str(), request, start); };
+  });
+  if (!accepted) {
+    Shed(core, reply_to, request, start, static_cast<int>(pool.in_flight()));
   }
 }
 
@@ -666,31 +826,40 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
                                      const char* reply_to,
                                      const Message& request,
                                      SteadyClock::time_point start) {
-  if (reply_to == nullptr || reply_to[0] == '\0') {
-    metrics_->RecordError(Operation::kServe,
-                          absl::StatusCode::kInvalidArgument);
-    Log(absl::LogSeverity::kWarning,
-        absl::StrCat("dropped a message on endpoint '", core.subject(),
-                     "' without a reply subject (published, not requested) "
-                     "[trace ",
-                     request.trace.TraceIdHex(), "]"));
-    return;
-  }
-
   absl::StatusOr<Reply> result;
+  bool ran = false;
+  SteadyClock::time_point handler_start;
   if (request.deadline && *request.deadline <= absl::Now()) {
-    // Nobody waits for this answer any more; skip the work.
+    // Nobody waits for this answer any more (it expired on the way or while
+    // queued); skip the work.
     result = absl::DeadlineExceededError(absl::StrCat(
         "request to '", request.subject,
         "' expired before it was handled (caller budget ",
-        absl::FormatDuration(*request.deadline - request.received_at), ")"));
-  } else if (absl::Status thrown =
-                 RunHandler(core, request,
-                            [&] { result = core.request_handler()(request); });
-             !thrown.ok()) {
-    result = std::move(thrown);
+        absl::FormatDuration(*request.deadline - request.received_at),
+        ", waited ", absl::FormatDuration(Since(start)), ")"));
+    core.metrics().expired.Get().Increment();
+    core.stats().RecordExpired(result.status());
+  } else {
+    ran = true;
+    handler_start = SteadyClock::now();
+    if (absl::Status thrown = RunHandler(
+            core, request, [&] { result = core.request_handler()(request); });
+        !thrown.ok()) {
+      result = std::move(thrown);
+    }
   }
+  const absl::Duration handler_time =
+      ran ? Since(handler_start) : absl::ZeroDuration();
+  SendReply(core, reply_to, request, result);
+  if (ran) core.stats().RecordHandled(handler_time, result.status());
+  core.metrics()
+      .server_request.For(result.status().code())
+      .Observe(Seconds(Since(start)));
+}
 
+void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
+                                 const Message& request,
+                                 absl::StatusOr<Reply>& result) {
   // Build the reply; a reply the handler got wrong becomes an INTERNAL error
   // reply, so the caller always hears back.
   internal::Stamp stamp;
@@ -699,10 +868,10 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
   stamp.sent_at = absl::Now();
   const int64_t max_payload = rpc_->max_payload.load(std::memory_order_relaxed);
   static const Headers kNoHeaders;
-  absl::Status status = result.status();
   absl::StatusOr<internal::NatsMsgPtr> out;
-  if (status.ok()) {
-    status = ValidateApplicationHeaders(result->headers, options_.limits);
+  if (result.ok()) {
+    absl::Status status =
+        ValidateApplicationHeaders(result->headers, options_.limits);
     if (status.ok()) {
       out = internal::BuildNatsMsg(reply_to, result->data, result->headers,
                                    nullptr, stamp, max_payload);
@@ -713,33 +882,31 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
           absl::StrCat("reply from '", core.subject(),
                        "' rejected: ", status.message(), " [trace ",
                        request.trace.TraceIdHex(), "]"));
-      status = absl::InternalError(
+      result = absl::InternalError(
           absl::StrCat("the handler's reply was rejected: ", status.message()));
     }
   }
-  if (!status.ok()) {
+  if (!result.ok()) {
     Headers error_headers;
-    AddErrorHeaders(status, error_headers);
+    AddErrorHeaders(result.status(), error_headers);
     out = internal::BuildNatsMsg(reply_to, "", kNoHeaders, &error_headers,
                                  stamp, max_payload);
+    metrics_->RecordError(Operation::kServe, result.status().code());
   }
+  absl::Status sent = out.status();
   if (out.ok()) {
-    natsStatus s = natsConnection_PublishMsg(rpc_->nc, out->get());
-    if (s != NATS_OK) {
-      metrics_->RecordError(Operation::kReply, internal::StatusCodeFromNats(s));
-      Log(absl::LogSeverity::kWarning,
-          NatsError(s,
-                    absl::StrCat("sending the reply for '", core.subject(),
-                                 "' [trace ", request.trace.TraceIdHex(), "]"))
-              .ToString());
+    if (natsStatus s = natsConnection_PublishMsg(rpc_->nc, out->get());
+        s != NATS_OK) {
+      sent = NatsError(
+          s, absl::StrCat("sending the reply for '", core.subject(),
+                          "' [trace ", request.trace.TraceIdHex(), "]"));
+      Log(absl::LogSeverity::kWarning, sent.ToString());
     }
-  } else {
-    metrics_->RecordError(Operation::kReply, out.status().code());
   }
-  if (!status.ok()) metrics_->RecordError(Operation::kServe, status.code());
-  core.metrics()
-      .server_request.For(status.code())
-      .Observe(Seconds(Since(start)));
+  if (!sent.ok()) {
+    metrics_->RecordError(Operation::kReply, sent.code());
+    if (result.ok()) core.stats().RecordError(sent);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -776,11 +943,19 @@ absl::StatusOr<Message> Connection::Request(absl::string_view subject,
   return impl_->Request(subject, data, timeout, options);
 }
 
+absl::StatusOr<SendInfo> Connection::RequestAsync(absl::string_view subject,
+                                                  absl::string_view data,
+                                                  absl::Duration timeout,
+                                                  const RequestOptions& options,
+                                                  ReplyCallback done) {
+  return impl_->RequestAsync(subject, data, timeout, options, std::move(done));
+}
+
 absl::StatusOr<std::unique_ptr<Subscription>> Connection::Serve(
     absl::string_view subject, absl::string_view queue_group,
-    RequestHandler handler) {
+    RequestHandler handler, const ServeOptions& serve) {
   return impl_->Subscribe(SubscriptionCore::Kind::kServe, subject, queue_group,
-                          nullptr, std::move(handler));
+                          nullptr, std::move(handler), serve);
 }
 
 absl::Status Connection::Flush(absl::Duration timeout) {

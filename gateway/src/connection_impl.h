@@ -17,10 +17,14 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "endpoint_stats_recorder.h"
 #include "metrics.h"
 #include "natsgw/connection.h"
 #include "natsgw/message.h"
+#include "natsgw/serve_options.h"
 #include "notification.h"
+#include "request_mux.h"
+#include "worker_pool.h"
 
 namespace natsgw::internal {
 
@@ -77,15 +81,18 @@ struct Lane {
 // none will follow.
 //
 // Thread-safety: thread-safe. OnMessage runs on the subscription's nats.c
-// delivery thread, one call at a time.
+// delivery thread, one call at a time; with a worker pool, request handlers
+// run on the pool's threads.
 class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
  public:
-  enum class Kind { kSubscribe, kServe };
+  // kReplies: the request multiplexer's inbox subscription.
+  enum class Kind { kSubscribe, kServe, kReplies };
 
   SubscriptionCore(Connection::Impl* conn, std::shared_ptr<SubscriptionSet> set,
                    Kind kind, std::string subject, std::string queue_group,
                    MessageHandler message_handler,
-                   RequestHandler request_handler, SubjectMetrics* metrics);
+                   RequestHandler request_handler, SubjectMetrics* metrics,
+                   ServeOptions serve = {});
 
   // Subscribes on `nc`. On failure nothing is left subscribed.
   absl::Status Start(natsConnection* nc);
@@ -104,6 +111,12 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   MessageHandler& message_handler() { return message_handler_; }
   RequestHandler& request_handler() { return request_handler_; }
   SubjectMetrics& metrics() { return *metrics_; }
+  const ServeOptions& serve_options() const { return serve_; }
+  // Null unless serve_options().workers > 0.
+  WorkerPool* pool() { return pool_.get(); }
+  EndpointStatsRecorder& stats() { return stats_; }
+  // Requests queued or running (inline mode: the one running, if any).
+  std::atomic<int>& inline_in_flight() { return inline_in_flight_; }
 
  private:
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg,
@@ -118,6 +131,10 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   MessageHandler message_handler_;
   RequestHandler request_handler_;
   SubjectMetrics* const metrics_;
+  const ServeOptions serve_;
+  std::unique_ptr<WorkerPool> pool_;
+  EndpointStatsRecorder stats_;
+  std::atomic<int> inline_in_flight_{0};
 
   mutable std::mutex mu_;
   natsSubscription* sub_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -144,11 +161,16 @@ class Connection::Impl {
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
       internal::SubscriptionCore::Kind kind, absl::string_view subject,
       absl::string_view queue_group, MessageHandler message_handler,
-      RequestHandler request_handler);
+      RequestHandler request_handler, const ServeOptions& serve = {});
   absl::StatusOr<Message> Request(absl::string_view subject,
                                   absl::string_view data,
                                   absl::Duration timeout,
                                   const RequestOptions& options);
+  absl::StatusOr<SendInfo> RequestAsync(absl::string_view subject,
+                                        absl::string_view data,
+                                        absl::Duration timeout,
+                                        const RequestOptions& options,
+                                        ReplyCallback done);
   absl::Status Flush(absl::Duration timeout);
   void Close();
   ConnectionState state() const;
@@ -159,8 +181,10 @@ class Connection::Impl {
     return options_.registry;
   }
 
-  // Called on a subscription's delivery thread for each message.
-  void Dispatch(internal::SubscriptionCore& core, natsMsg* msg);
+  // Called on a subscription's delivery thread for each message; takes
+  // ownership of `msg`.
+  void Dispatch(internal::SubscriptionCore& core, natsSubscription* sub,
+                natsMsg* msg);
 
   // nats.c connection callbacks (closure: the Lane).
   static void OnDisconnected(natsConnection* nc, void* closure);
@@ -168,6 +192,12 @@ class Connection::Impl {
   static void OnClosed(natsConnection* nc, void* closure);
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub,
                            natsStatus err, void* closure);
+
+  // The server refused a publish or subscription on the rpc connection
+  // (`detail`: its error text, e.g. 'Permissions Violation for Publish to
+  // "x"'): requests waiting on it fail now with PERMISSION_DENIED instead of
+  // at their deadline.
+  void FailDenied(absl::string_view detail);
 
   void Log(absl::LogSeverity severity, absl::string_view message) const {
     options_.logger->Log(severity, message);
@@ -189,9 +219,24 @@ class Connection::Impl {
   static absl::Status RunHandler(const internal::SubscriptionCore& core,
                                  const Message& m,
                                  absl::FunctionRef<void()> call);
+  // Answers a request on `core` (on the delivery thread, or on a worker).
   void HandleRequest(internal::SubscriptionCore& core, const char* reply_to,
                      const Message& request,
                      std::chrono::steady_clock::time_point start);
+  // Hands a request to the endpoint's worker pool, or sheds it.
+  void EnqueueRequest(internal::SubscriptionCore& core, const char* reply_to,
+                      Message request,
+                      std::chrono::steady_clock::time_point start);
+  // Answers RESOURCE_EXHAUSTED at once: the endpoint is at its limit.
+  void Shed(internal::SubscriptionCore& core, const char* reply_to,
+            const Message& request, std::chrono::steady_clock::time_point start,
+            int in_flight);
+  // Sends the reply (or error reply) for a request; `status` is the outcome
+  // so far and is updated if the reply cannot be built.
+  void SendReply(internal::SubscriptionCore& core, const char* reply_to,
+                 const Message& request, absl::StatusOr<Reply>& result);
+  // Subscribes the request multiplexer's inbox, once.
+  absl::Status EnsureReplySubscription();
   void HandleMessage(internal::SubscriptionCore& core, const Message& m,
                      std::chrono::steady_clock::time_point start);
   // Chooses the trace an outgoing message carries.
@@ -209,6 +254,9 @@ class Connection::Impl {
   std::unique_ptr<internal::Lane> batch_;
   internal::Lane* publish_ = nullptr;
   std::shared_ptr<internal::SubscriptionSet> subscriptions_;
+  std::unique_ptr<internal::RequestMux> mux_;
+  std::mutex reply_sub_mu_;
+  bool reply_sub_started_ ABSL_GUARDED_BY(reply_sub_mu_) = false;
   std::atomic<bool> closed_{false};
   std::mutex close_mu_;
 };

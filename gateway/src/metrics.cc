@@ -91,6 +91,10 @@ SubjectMetrics::SubjectMetrics(GatewayMetrics& metrics,
       received(metrics.received_, {{"subject", subject_label}}),
       publish_duration(metrics.publish_duration_, {{"subject", subject_label}}),
       handler_duration(metrics.handler_duration_, {{"subject", subject_label}}),
+      retries(metrics.retries_, {{"subject", subject_label}}),
+      hedges(metrics.hedges_, {{"subject", subject_label}}),
+      shed(metrics.shed_, {{"subject", subject_label}}),
+      expired(metrics.expired_, {{"subject", subject_label}}),
       client_request(metrics.client_request_duration_, subject_label),
       server_request(metrics.server_request_duration_, subject_label) {}
 
@@ -151,6 +155,32 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
                             "Messages delivered to subscription and "
                             "endpoint handlers, by subject pattern.")
                         .Register(r);
+    m->retries_ = &prometheus::BuildCounter()
+                       .Name("natsgw_client_retries_total")
+                       .Help(
+                           "Request attempts sent again after a retryable "
+                           "failure (retry policy), by subject.")
+                       .Register(r);
+    m->hedges_ = &prometheus::BuildCounter()
+                      .Name("natsgw_client_hedges_total")
+                      .Help(
+                          "Extra copies of slow requests sent (hedging "
+                          "policy), by subject.")
+                      .Register(r);
+    m->shed_ = &prometheus::BuildCounter()
+                    .Name("natsgw_server_shed_total")
+                    .Help(
+                        "Requests an endpoint answered RESOURCE_EXHAUSTED "
+                        "because it was at its in-flight limit, by subject "
+                        "pattern.")
+                    .Register(r);
+    m->expired_ = &prometheus::BuildCounter()
+                       .Name("natsgw_server_expired_total")
+                       .Help(
+                           "Requests an endpoint answered DEADLINE_EXCEEDED "
+                           "without running the handler because the caller's "
+                           "budget had run out, by subject pattern.")
+                       .Register(r);
     auto& errors = prometheus::BuildCounter()
                        .Name("natsgw_errors_total")
                        .Help("Failed operations by operation and status code.")

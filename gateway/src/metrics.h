@@ -12,6 +12,10 @@
 //   natsgw_publish_duration_seconds{subject}                histogram
 //   natsgw_messages_published_total{subject}                counter
 //   natsgw_messages_received_total{subject}                 counter
+//   natsgw_client_retries_total{subject}                    counter
+//   natsgw_client_hedges_total{subject}                     counter
+//   natsgw_server_shed_total{subject}                       counter
+//   natsgw_server_expired_total{subject}                    counter
 //   natsgw_errors_total{operation,code}                     counter
 //   natsgw_trace_context_replaced_total{reason}             counter
 //   natsgw_metric_subjects_overflow_total                   counter
@@ -127,6 +131,10 @@ struct SubjectMetrics {
   LazyMetric<prometheus::Counter> received;
   LazyMetric<prometheus::Histogram> publish_duration;
   LazyMetric<prometheus::Histogram> handler_duration;
+  LazyMetric<prometheus::Counter> retries;
+  LazyMetric<prometheus::Counter> hedges;
+  LazyMetric<prometheus::Counter> shed;
+  LazyMetric<prometheus::Counter> expired;
   HistogramsByCode client_request;
   HistogramsByCode server_request;
 };
@@ -173,6 +181,10 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Histogram>* publish_duration_ = nullptr;
   prometheus::Family<prometheus::Counter>* published_ = nullptr;
   prometheus::Family<prometheus::Counter>* received_ = nullptr;
+  prometheus::Family<prometheus::Counter>* retries_ = nullptr;
+  prometheus::Family<prometheus::Counter>* hedges_ = nullptr;
+  prometheus::Family<prometheus::Counter>* shed_ = nullptr;
+  prometheus::Family<prometheus::Counter>* expired_ = nullptr;
   prometheus::Counter* trace_missing_ = nullptr;
   prometheus::Counter* trace_invalid_ = nullptr;
   prometheus::Counter* subjects_overflow_ = nullptr;

@@ -98,8 +98,10 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
 
   natsMsg* raw = nullptr;
   const std::string subject_str(subject);
-  natsStatus s = natsMsg_Create(&raw, subject_str.c_str(), nullptr, data.data(),
-                                static_cast<int>(data.size()));
+  natsStatus s =
+      natsMsg_Create(&raw, subject_str.c_str(),
+                     stamp.reply.empty() ? nullptr : stamp.reply.c_str(),
+                     data.data(), static_cast<int>(data.size()));
   if (s != NATS_OK) return NatsError(s, "creating message");
   NatsMsgPtr msg(raw);
 

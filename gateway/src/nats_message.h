@@ -35,6 +35,8 @@ struct Stamp {
   absl::Time sent_at;
   // Requests only: remaining budget, written as Natsgw-Timeout-Us.
   std::optional<absl::Duration> timeout;
+  // Requests only: the subject the reply is to be sent to (not a header).
+  std::string reply;
 };
 
 // Builds a natsMsg carrying `data`, the stamp headers, `app_headers` (already

@@ -52,7 +52,7 @@ SubscriptionCore::SubscriptionCore(Connection::Impl* conn,
                                    std::string queue_group,
                                    MessageHandler message_handler,
                                    RequestHandler request_handler,
-                                   SubjectMetrics* metrics)
+                                   SubjectMetrics* metrics, ServeOptions serve)
     : conn_(conn),
       set_(std::move(set)),
       kind_(kind),
@@ -60,7 +60,15 @@ SubscriptionCore::SubscriptionCore(Connection::Impl* conn,
       queue_group_(std::move(queue_group)),
       message_handler_(std::move(message_handler)),
       request_handler_(std::move(request_handler)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      serve_(serve) {
+  if (kind_ == Kind::kServe && serve_.workers > 0) {
+    const int limit =
+        serve_.max_in_flight > 0 ? serve_.max_in_flight : 4 * serve_.workers;
+    pool_ = std::make_unique<WorkerPool>(serve_.workers,
+                                         static_cast<size_t>(limit));
+  }
+}
 
 absl::Status SubscriptionCore::Start(natsConnection* nc) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -92,11 +100,11 @@ absl::Status SubscriptionCore::Start(natsConnection* nc) {
   return absl::OkStatus();
 }
 
-void SubscriptionCore::OnMessage(natsConnection*, natsSubscription*,
+void SubscriptionCore::OnMessage(natsConnection*, natsSubscription* sub,
                                  natsMsg* msg, void* closure) {
   auto* core = static_cast<SubscriptionCore*>(closure);
   RunningCoreScope running(core);
-  core->conn_->Dispatch(*core, msg);
+  core->conn_->Dispatch(*core, sub, msg);
 }
 
 void SubscriptionCore::OnComplete(void* closure) {
@@ -141,6 +149,8 @@ absl::Status SubscriptionCore::Close(bool unregister) {
     }
   }
   if (first) {
+    // Requests already accepted by the pool are still answered.
+    if (pool_ != nullptr) pool_->Stop();
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (sub_ != nullptr) {
@@ -191,5 +201,9 @@ const std::string& Subscription::queue_group() const {
 int64_t Subscription::dropped() const { return core_->dropped(); }
 
 bool Subscription::active() const { return core_->active(); }
+
+EndpointStats Subscription::stats() const { return core_->stats().Snapshot(); }
+
+void Subscription::ResetStats() { core_->stats().Reset(); }
 
 }  // namespace natsgw

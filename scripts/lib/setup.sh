@@ -20,7 +20,7 @@ NATSGW_PACKAGES=(
   g++ cmake ninja-build pkg-config make
   libnats-dev nats-server
   libflatbuffers-dev flatbuffers-compiler
-  libabsl-dev prometheus-cpp-dev
+  libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl ca-certificates
 )

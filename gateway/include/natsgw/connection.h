@@ -39,6 +39,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -46,6 +47,7 @@
 #include "natsgw/connection_options.h"
 #include "natsgw/message.h"
 #include "natsgw/send_options.h"
+#include "natsgw/serve_options.h"
 #include "natsgw/subscription.h"
 
 namespace prometheus {
@@ -115,14 +117,39 @@ class Connection {
                                   absl::Duration timeout,
                                   const RequestOptions& options = {});
 
+  // Sends a request without waiting: `done` receives the reply or the error
+  // exactly once, unless RequestAsync itself returns an error (nothing sent,
+  // `done` never called). Any number of requests may be in flight; they
+  // share one wildcard reply subscription, a token per call telling replies
+  // apart, and one timer thread enforcing deadlines. Retries and hedges
+  // (options.retry, options.hedging) happen inside the call.
+  //
+  // Returns the trace, message ID and send time of the call (the same for
+  // every attempt; each attempt is a new span of the trace).
+  //
+  // `done` runs on natsgw's reply thread (the reply), its timer thread
+  // (deadline), or nats.c's callback thread (lost connection, permission
+  // denied). It must not block: hand long work to another thread. Calls to
+  // `done` for different requests never overlap on one thread but may run
+  // concurrently on different ones. Errors as for Request. After Close(),
+  // requests still pending get UNAVAILABLE.
+  using ReplyCallback = absl::AnyInvocable<void(absl::StatusOr<Message> reply)>;
+  absl::StatusOr<SendInfo> RequestAsync(absl::string_view subject,
+                                        absl::string_view data,
+                                        absl::Duration timeout,
+                                        const RequestOptions& options,
+                                        ReplyCallback done);
+
   // Serves requests on `subject`: `handler` returns the reply, or a status the
   // caller receives with the same code and message. Requests whose budget has
   // already run out are answered DEADLINE_EXCEEDED without calling the
   // handler. Use queue group "q" (the NATS Services API default) so instances
-  // share the load. Threading as for Subscribe.
+  // share the load. With default `serve` options the handler runs as for
+  // Subscribe; see natsgw/serve_options.h for worker pools and load
+  // shedding. The returned Subscription reports the endpoint's statistics.
   absl::StatusOr<std::unique_ptr<Subscription>> Serve(
       absl::string_view subject, absl::string_view queue_group,
-      RequestHandler handler);
+      RequestHandler handler, const ServeOptions& serve = {});
 
   // Writes out everything published so far and waits until the server has
   // processed it (a PING/PONG round trip on each underlying connection).

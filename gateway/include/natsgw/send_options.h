@@ -1,5 +1,5 @@
 // natsgw/send_options.h: per-call options for Connection::Publish and
-// Connection::Request, and what a send reports back.
+// Connection::Request(Async), and what a send reports back.
 //
 //   natsgw::PublishOptions opts;
 //   opts.headers.Add("Tenant", "acme");
@@ -16,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "natsgw/headers.h"
+#include "natsgw/retry_policy.h"
 #include "natsgw/trace_context.h"
 
 namespace natsgw {
@@ -37,9 +38,17 @@ struct SendOptions {
   std::string metric_subject;
 };
 
-// The names the Connection methods use; today both are SendOptions.
+// Options of one Publish.
 using PublishOptions = SendOptions;
-using RequestOptions = SendOptions;
+
+// Options of one Request or RequestAsync.
+struct RequestOptions : SendOptions {
+  // Attempts after a retryable failure (off by default: only for idempotent
+  // operations). See natsgw/retry_policy.h.
+  RetryPolicy retry;
+  // Extra copies of a slow request (off by default). See retry_policy.h.
+  HedgingPolicy hedging;
+};
 
 // What natsgw stamped on a message it sent.
 struct SendInfo {

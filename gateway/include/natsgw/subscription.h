@@ -22,6 +22,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "natsgw/endpoint_stats.h"
 
 namespace natsgw {
 
@@ -50,6 +51,11 @@ class Subscription {
   int64_t dropped() const;
 
   bool active() const;
+
+  // Served endpoints (Connection::Serve): what the endpoint has done since it
+  // started or since ResetStats(). All zero for plain subscriptions.
+  EndpointStats stats() const;
+  void ResetStats();
 
  private:
   std::shared_ptr<internal::SubscriptionCore> core_;

@@ -1,0 +1,41 @@
+// natsgw/serve_options.h: how a served endpoint runs its handler and what it
+// does when requests arrive faster than they are handled.
+//
+//   natsgw::ServeOptions opts;
+//   opts.workers = 4;          // handlers run on 4 threads of their own
+//   opts.max_in_flight = 64;   // beyond 64 queued + running: shed
+//   conn->Serve("users.RegisterUser", "q", handler, opts);
+//
+// Inline (workers == 0, the default): the handler runs on the endpoint's
+// delivery thread, one request at a time, in arrival order. Requests wait in
+// the client library's pending queue; with max_in_flight > 0 those beyond the
+// limit are answered RESOURCE_EXHAUSTED at once instead of waiting.
+//
+// Worker pool (workers > 0): the delivery thread only hands requests to a
+// bounded queue served by `workers` threads (the buffered-channel + workers
+// pattern), so up to `workers` requests are handled concurrently. When
+// max_in_flight requests are already queued or running, a new one is answered
+// RESOURCE_EXHAUSTED at once (load shedding) and counted in
+// natsgw_server_shed_total; the caller may retry another instance.
+//
+// Either way a request whose deadline passed while it waited is answered
+// DEADLINE_EXCEEDED without running the handler and counted in
+// natsgw_server_expired_total.
+//
+// Thread-safety: a value type.
+#ifndef NATSGW_SERVE_OPTIONS_H_
+#define NATSGW_SERVE_OPTIONS_H_
+
+namespace natsgw {
+
+struct ServeOptions {
+  // Handler threads; 0 runs the handler inline on the delivery thread.
+  int workers = 0;
+  // Requests queued or running at once before new ones are shed with
+  // RESOURCE_EXHAUSTED. 0 means: 4 * workers with a pool, unlimited inline.
+  int max_in_flight = 0;
+};
+
+}  // namespace natsgw
+
+#endif  // NATSGW_SERVE_OPTIONS_H_

@@ -1,0 +1,372 @@
+#include "request_mux.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "connection_impl.h"
+#include "nats_message.h"
+#include "nats_status.h"
+#include "natsgw/message_id.h"
+#include "natsgw/service_error.h"
+#include "random.h"
+
+namespace natsgw::internal {
+
+// One call in flight. The spec is immutable after Begin; the rest is guarded
+// by RequestMux::mu_.
+struct RequestMux::Call {
+  explicit Call(CallSpec s) : spec(std::move(s)) {}
+  CallSpec spec;
+  bool finished = false;
+  // Attempts sent (first, retries and hedges) and those not answered yet.
+  int attempts = 0;
+  int retries = 0;
+  int hedges = 0;
+  int outstanding = 0;
+  bool retry_scheduled = false;
+  std::vector<uint64_t> tokens;
+  absl::Status last_error;
+};
+
+namespace {
+
+double Random01() {
+  // 53 random bits -> [0, 1).
+  return static_cast<double>(RandomU64() >> 11) * 0x1.0p-53;
+}
+
+absl::Duration ToDuration(std::chrono::steady_clock::duration d) {
+  return absl::FromChrono(d);
+}
+
+}  // namespace
+
+RequestMux::RequestMux(Lane* lane, GatewayMetrics* metrics, Logger* logger)
+    : lane_(lane),
+      metrics_(metrics),
+      logger_(logger),
+      inbox_prefix_(absl::StrCat("_INBOX.", NewMessageId(), ".")),
+      inbox_subject_(absl::StrCat(inbox_prefix_, "*")) {
+  timer_thread_ = std::thread([this] { TimerLoop(); });
+}
+
+RequestMux::~RequestMux() { Shutdown(); }
+
+size_t RequestMux::in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return active_.size();
+}
+
+absl::Status RequestMux::Begin(CallSpec spec) {
+  auto call = std::make_shared<Call>(std::move(spec));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutdown_) {
+      return absl::UnavailableError("the natsgw connection is closed");
+    }
+    active_.emplace(call.get(), call);
+  }
+  absl::Status sent = SendAttempt(call, call->spec.trace);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!sent.ok()) {
+    // Nothing went out, so nothing else can have finished the call.
+    call->finished = true;
+    active_.erase(call.get());
+    return sent;
+  }
+  AddTimerLocked(call->spec.deadline, TimerKind::kDeadline, call);
+  if (call->spec.hedging.enabled()) {
+    AddTimerLocked(
+        Clock::now() + absl::ToChronoNanoseconds(call->spec.hedging.delay),
+        TimerKind::kHedge, call);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
+                                     const TraceContext& trace) {
+  const CallSpec& spec = call->spec;
+  const Clock::time_point now = Clock::now();
+  if (now >= spec.deadline) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "request to '", spec.subject, "' not sent: its deadline has passed"));
+  }
+  uint64_t token;
+  int attempt;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    token = next_token_++;
+    by_token_.emplace(token, call);
+    call->tokens.push_back(token);
+    ++call->outstanding;
+    attempt = ++call->attempts;
+  }
+  Stamp stamp;
+  stamp.trace = trace;
+  stamp.message_id = spec.message_id;
+  stamp.sent_at = attempt == 1 ? spec.sent_at : absl::Now();
+  // Microsecond budget: what is left of the call, not of this attempt.
+  stamp.timeout = ToDuration(spec.deadline - now);
+  stamp.reply = absl::StrCat(inbox_prefix_, token);
+
+  absl::Status status;
+  absl::StatusOr<NatsMsgPtr> msg =
+      BuildNatsMsg(spec.subject, spec.data, spec.headers, nullptr, stamp,
+                   lane_->max_payload.load(std::memory_order_relaxed));
+  if (!msg.ok()) {
+    status = msg.status();
+  } else if (natsStatus s = natsConnection_PublishMsg(lane_->nc, msg->get());
+             s != NATS_OK) {
+    status =
+        s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED
+            ? absl::UnavailableError(
+                  absl::StrCat("request to '", spec.subject,
+                               "' not sent: not connected to NATS"))
+            : NatsError(s, absl::StrCat("request to '", spec.subject, "'"));
+  }
+  if (!status.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    by_token_.erase(token);
+    --call->outstanding;
+  }
+  return status;
+}
+
+void RequestMux::OnReply(natsMsg* raw) {
+  NatsMsgPtr msg(raw);
+  const absl::Time received = absl::Now();
+  absl::string_view subject = natsMsg_GetSubject(msg.get());
+  uint64_t token = 0;
+  if (!absl::ConsumePrefix(&subject, inbox_prefix_) ||
+      !absl::SimpleAtoi(subject, &token)) {
+    return;
+  }
+  std::shared_ptr<Call> call;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_token_.find(token);
+    // A reply for an attempt already answered, a hedge that lost, or a call
+    // that timed out: nobody waits for it.
+    if (it == by_token_.end()) return;
+    call = std::move(it->second);
+    by_token_.erase(it);
+    --call->outstanding;
+  }
+  if (natsMsg_IsNoResponders(msg.get())) {
+    AttemptFailed(call,
+                  absl::UnavailableError(
+                      absl::StrCat("no responders for '", call->spec.subject,
+                                   "': nothing is serving this subject")),
+                  /*retryable=*/true);
+    return;
+  }
+  TraceOrigin origin;
+  Message reply = ReadNatsMsg(msg.get(), received, &origin);
+  if (origin != TraceOrigin::kReceived) {
+    metrics_->RecordTraceReplaced(origin == TraceOrigin::kMissing);
+  }
+  if (absl::Status remote = StatusFromErrorHeaders(reply.headers);
+      !remote.ok()) {
+    AttemptFailed(call, std::move(remote), /*retryable=*/true);
+    return;
+  }
+  Finish(call, std::move(reply));
+}
+
+void RequestMux::AttemptFailed(const std::shared_ptr<Call>& call,
+                               absl::Status status, bool retryable) {
+  const CallSpec& spec = call->spec;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (call->finished) return;
+    call->last_error = status;
+    // Another copy (a hedge) is still out: its answer may yet succeed, and
+    // the deadline timer bounds the wait.
+    if (call->outstanding > 0 || call->retry_scheduled) return;
+    if (retryable && !shutdown_ && spec.retry.IsRetryable(status.code()) &&
+        call->retries + 1 < spec.retry.max_attempts) {
+      const absl::Duration pause =
+          BackoffDelay(spec.retry, call->retries + 1, Random01());
+      const Clock::time_point when =
+          Clock::now() + absl::ToChronoNanoseconds(pause);
+      // A retry that would start after the deadline is pointless.
+      if (when < spec.deadline) {
+        call->retry_scheduled = true;
+        AddTimerLocked(when, TimerKind::kRetry, call);
+        return;
+      }
+    }
+  }
+  int attempts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    attempts = call->attempts;
+  }
+  if (attempts > 1) {
+    status = absl::Status(
+        status.code(),
+        absl::StrCat(status.message(), " (after ", attempts, " attempts)"));
+  }
+  Finish(call, std::move(status));
+}
+
+void RequestMux::Finish(const std::shared_ptr<Call>& call,
+                        absl::StatusOr<Message> result) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (call->finished) return;
+    call->finished = true;
+    for (uint64_t token : call->tokens) by_token_.erase(token);
+    active_.erase(call.get());
+  }
+  const CallSpec& spec = call->spec;
+  const absl::StatusCode code = result.status().code();
+  spec.metrics->client_request.For(code).Observe(
+      Seconds(ToDuration(Clock::now() - spec.start)));
+  if (!result.ok()) {
+    metrics_->RecordError(Operation::kRequest, code);
+    result = WithTraceId(result.status(), spec.trace.TraceIdHex());
+  }
+  call->spec.done(std::move(result));
+  // Release what `done` captured now, on this thread, not whenever the last
+  // timer referring to the call fires.
+  call->spec.done = nullptr;
+}
+
+void RequestMux::FailWaiting(absl::string_view subject,
+                             const absl::Status& status, bool retryable) {
+  std::vector<std::shared_ptr<Call>> hit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [ptr, call] : active_) {
+      if (call->outstanding == 0) continue;
+      if (!subject.empty() && call->spec.subject != subject) continue;
+      for (uint64_t token : call->tokens) by_token_.erase(token);
+      call->outstanding = 0;
+      hit.push_back(call);
+    }
+  }
+  for (const auto& call : hit) AttemptFailed(call, status, retryable);
+}
+
+void RequestMux::Shutdown() {
+  std::vector<std::shared_ptr<Call>> calls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!shutdown_) {
+      shutdown_ = true;
+      for (const auto& [ptr, call] : active_) calls.push_back(call);
+    }
+  }
+  timer_cv_.notify_all();
+  for (const auto& call : calls) {
+    Finish(call, absl::UnavailableError(absl::StrCat(
+                     "request to '", call->spec.subject,
+                     "' abandoned: the natsgw connection was closed")));
+  }
+  if (timer_thread_.joinable() &&
+      timer_thread_.get_id() != std::this_thread::get_id()) {
+    timer_thread_.join();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  while (!timers_.empty()) timers_.pop();
+}
+
+void RequestMux::AddTimerLocked(Clock::time_point when, TimerKind kind,
+                                std::shared_ptr<Call> call) {
+  const bool earliest = timers_.empty() || when < timers_.top().when;
+  timers_.push(Timer{when, kind, std::move(call)});
+  if (earliest) timer_cv_.notify_one();
+}
+
+void RequestMux::TimerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!shutdown_) {
+    if (timers_.empty()) {
+      timer_cv_.wait(lock);
+      continue;
+    }
+    const Clock::time_point when = timers_.top().when;
+    if (Clock::now() < when) {
+      timer_cv_.wait_until(lock, when);
+      continue;
+    }
+    Timer timer = timers_.top();
+    timers_.pop();
+    if (timer.call->finished) continue;
+    lock.unlock();
+    RunTimer(timer);
+    lock.lock();
+  }
+}
+
+void RequestMux::RunTimer(const Timer& timer) {
+  const std::shared_ptr<Call>& call = timer.call;
+  const CallSpec& spec = call->spec;
+  switch (timer.kind) {
+    case TimerKind::kDeadline: {
+      absl::Status last;
+      int attempts;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last = call->last_error;
+        attempts = call->attempts;
+      }
+      std::string message = absl::StrCat(
+          "no reply from '", spec.subject, "' within ",
+          absl::FormatDuration(ToDuration(spec.deadline - spec.start)));
+      if (attempts > 1) absl::StrAppend(&message, " (", attempts, " attempts)");
+      if (!last.ok()) {
+        absl::StrAppend(&message, "; last error: ", last.ToString());
+      }
+      Finish(call, absl::DeadlineExceededError(message));
+      return;
+    }
+    case TimerKind::kRetry: {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (call->finished) return;
+        call->retry_scheduled = false;
+        ++call->retries;
+      }
+      spec.metrics->retries.Get().Increment();
+      const TraceContext trace =
+          spec.parent ? spec.parent->Child() : spec.trace.Child();
+      if (absl::Status s = SendAttempt(call, trace); !s.ok()) {
+        AttemptFailed(call, std::move(s), /*retryable=*/true);
+      }
+      return;
+    }
+    case TimerKind::kHedge: {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        // Only while every copy sent is still unanswered; a retry pause is
+        // governed by the retry policy.
+        if (call->finished || call->outstanding == 0 || call->retry_scheduled ||
+            call->hedges >= spec.hedging.max_hedges) {
+          return;
+        }
+        ++call->hedges;
+        if (call->hedges < spec.hedging.max_hedges) {
+          AddTimerLocked(
+              Clock::now() + absl::ToChronoNanoseconds(spec.hedging.delay),
+              TimerKind::kHedge, call);
+        }
+      }
+      spec.metrics->hedges.Get().Increment();
+      const TraceContext trace =
+          spec.parent ? spec.parent->Child() : spec.trace.Child();
+      if (absl::Status s = SendAttempt(call, trace); !s.ok()) {
+        // The first copy is still out; note the failure only.
+        std::lock_guard<std::mutex> lock(mu_);
+        call->last_error = s;
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace natsgw::internal

@@ -1,0 +1,222 @@
+#include "natsgw/rpc_client.h"
+
+#include <exception>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "natsgw/builder_lease.h"
+#include "natsgw/service_error.h"
+
+namespace natsgw {
+namespace internal {
+namespace {
+
+// Runs `fn` and turns an exception from interceptor code into INTERNAL: an
+// exception must not unwind through natsgw's reply thread.
+template <class Fn>
+absl::Status CatchAll(absl::string_view what, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, " threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(what, " threw"));
+  }
+}
+
+// Joins the two ways a sent call can end: RequestAsync returning (which
+// supplies the SendInfo) and the reply callback. Whichever comes second
+// completes the call, so the completion always knows what was sent and never
+// waits for the other thread.
+struct PendingCall {
+  std::mutex mu;
+  bool send_returned = false;                    // Guarded by mu.
+  std::optional<absl::StatusOr<Message>> reply;  // Guarded by mu.
+  std::shared_ptr<ClientCall> call;
+  RawDone done;
+};
+
+}  // namespace
+
+class ClientCallStarter {
+ public:
+  static void Start(const std::shared_ptr<const ChannelState>& channel,
+                    const MethodDescriptor& method, const CallOptions& options,
+                    FinishRequestFn finish_request, RawDone done);
+};
+
+ClientCall::ClientCall(std::shared_ptr<const ChannelState> channel,
+                       const MethodDescriptor& method)
+    : channel_(std::move(channel)) {
+  info_.method = &method;
+}
+
+absl::Status ClientCall::Finish(absl::Status status,
+                                const Headers* reply_headers) {
+  if (!status.ok() && !TraceIdFromStatus(status).has_value()) {
+    const TraceContext& trace = has_sent_ ? sent_.trace : info_.trace;
+    if (trace.valid())
+      status = WithTraceId(std::move(status), trace.TraceIdHex());
+  }
+  ClientCallResult result;
+  result.status = status;
+  result.latency = absl::Now() - info_.start_time;
+  if (has_sent_) result.sent = sent_;
+  result.max_attempts = info_.retry.max_attempts;
+  result.reply_headers = reply_headers;
+  const auto& interceptors = channel_->options.interceptors;
+  for (size_t i = started_; i-- > 0;) {
+    // An OnFinish that throws has nothing left to reject; the status stands.
+    (void)CatchAll("client interceptor OnFinish", [&] {
+      interceptors[i]->OnFinish(info_, result);
+      return absl::OkStatus();
+    });
+  }
+  return status;
+}
+
+void ClientCallStarter::Start(
+    const std::shared_ptr<const ChannelState>& channel,
+    const MethodDescriptor& method, const CallOptions& options,
+    FinishRequestFn finish_request, RawDone done) {
+  auto call = std::make_shared<ClientCall>(channel, method);
+  const ClientOptions& client = channel->options;
+  ClientCallInfo& info = call->info_;
+  info.start_time = absl::Now();
+  info.subject = MethodSubject(
+      EffectivePrefix(method.default_prefix, client.subject_prefix),
+      method.method);
+  info.timeout = options.timeout == absl::ZeroDuration() ? client.timeout
+                                                         : options.timeout;
+  if (options.retry.has_value()) {
+    info.retry = *options.retry;
+  } else if (method.idempotent) {
+    info.retry = client.retry;
+  }
+  if (options.hedging.has_value()) {
+    info.hedging = *options.hedging;
+  } else if (method.idempotent) {
+    info.hedging = client.hedging;
+  }
+  // Chosen here rather than by the gateway so that interceptors and errors
+  // raised before anything is sent know the trace ID.
+  if (options.trace.has_value() && options.trace->valid()) {
+    info.trace = *options.trace;
+  } else if (std::optional<TraceContext> current = CurrentTraceContext();
+             current.has_value() && current->valid()) {
+    info.trace = *current;
+  } else {
+    info.trace = TraceContext::NewRoot();
+  }
+
+  if (options.timeout < absl::ZeroDuration()) {
+    done(call,
+         absl::InvalidArgumentError(absl::StrCat(
+             "negative call timeout ", absl::FormatDuration(options.timeout))));
+    return;
+  }
+
+  RequestOptions request;
+  request.headers = options.headers;
+  request.trace = info.trace;
+  request.message_id = options.message_id;
+  request.retry = info.retry;
+  request.hedging = info.hedging;
+
+  for (const auto& interceptor : client.interceptors) {
+    absl::Status s = CatchAll("client interceptor OnStart", [&] {
+      return interceptor->OnStart(info, request.headers);
+    });
+    if (!s.ok()) {
+      done(call, std::move(s));
+      return;
+    }
+    ++call->started_;
+  }
+
+  BuilderLease lease;
+  if (absl::Status s = finish_request(lease.builder()); !s.ok()) {
+    done(call, std::move(s));
+    return;
+  }
+
+  auto pending = std::make_shared<PendingCall>();
+  pending->call = call;
+  pending->done = std::move(done);
+  absl::StatusOr<SendInfo> sent = channel->connection->RequestAsync(
+      info.subject, lease.bytes(), info.timeout, request,
+      [pending](absl::StatusOr<Message> reply) {
+        {
+          std::lock_guard<std::mutex> lock(pending->mu);
+          if (!pending->send_returned) {
+            pending->reply = std::move(reply);
+            return;
+          }
+        }
+        pending->done(std::move(pending->call), std::move(reply));
+      });
+  if (!sent.ok()) {
+    // Nothing was sent and the gateway will not call back.
+    pending->done(std::move(pending->call), sent.status());
+    return;
+  }
+  std::optional<absl::StatusOr<Message>> early_reply;
+  {
+    std::lock_guard<std::mutex> lock(pending->mu);
+    call->sent_ = *std::move(sent);
+    call->has_sent_ = true;
+    pending->send_returned = true;
+    early_reply = std::move(pending->reply);
+  }
+  if (early_reply.has_value()) {
+    pending->done(std::move(pending->call), *std::move(early_reply));
+  }
+}
+
+void StartCall(const std::shared_ptr<const ChannelState>& channel,
+               const MethodDescriptor& method, const CallOptions& options,
+               FinishRequestFn finish_request, RawDone done) {
+  ClientCallStarter::Start(channel, method, options, finish_request,
+                           std::move(done));
+}
+
+absl::Status InvalidReply(const MethodDescriptor& method,
+                          const absl::Status& verify_status) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "reply of ", method.full_service_name, ".", method.method,
+      " is not a valid ", method.response_type, ": ", verify_status.message()));
+}
+
+}  // namespace internal
+
+absl::StatusOr<RpcChannel> RpcChannel::Create(Connection& connection,
+                                              ClientOptions options) {
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.timeout must be positive, got ",
+                     absl::FormatDuration(options.timeout)));
+  }
+  if (absl::Status s = ValidateRetryPolicy(options.retry); !s.ok()) return s;
+  if (absl::Status s = ValidateHedgingPolicy(options.hedging); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateVerifyLimits(options.verify); !s.ok()) return s;
+  for (const auto& interceptor : options.interceptors) {
+    if (interceptor == nullptr) {
+      return absl::InvalidArgumentError(
+          "ClientOptions.interceptors holds a null interceptor");
+    }
+  }
+  auto state = std::make_shared<internal::ChannelState>();
+  state->connection = &connection;
+  state->options = std::move(options);
+  return RpcChannel(std::move(state));
+}
+
+std::string RpcChannel::Subject(const MethodDescriptor& method) const {
+  return MethodSubject(
+      EffectivePrefix(method.default_prefix, state_->options.subject_prefix),
+      method.method);
+}
+
+}  // namespace natsgw

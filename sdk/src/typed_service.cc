@@ -1,0 +1,148 @@
+#include "natsgw/typed_service.h"
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "natsgw/builder_lease.h"
+
+namespace natsgw {
+namespace internal {
+namespace {
+
+// Runs `fn` and turns an exception from application code into INTERNAL: it
+// must not unwind through natsgw's delivery or worker threads.
+template <class T, class Fn>
+absl::StatusOr<T> CatchAll(absl::string_view what, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, " threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(what, " threw"));
+  }
+}
+
+}  // namespace
+
+absl::Status InvalidRequest(const MethodDescriptor& method,
+                            const absl::Status& verify_status) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "request of ", method.full_service_name, ".", method.method,
+      " is not a valid ", method.request_type, ": ", verify_status.message()));
+}
+
+absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
+                                         const Message& request,
+                                         TypedInvoke invoke) {
+  const absl::Time start = absl::Now();
+  const MethodDescriptor& method = *state.method;
+  BuilderLease lease;
+  ServerContext ctx(method, request, lease.builder());
+
+  absl::StatusOr<Reply> result;
+  size_t started = 0;
+  absl::Status status;
+  for (const auto& interceptor : state.interceptors) {
+    status = CatchAll<bool>("server interceptor OnStart",
+                            [&]() -> absl::StatusOr<bool> {
+                              absl::Status s = interceptor->OnStart(ctx);
+                              if (!s.ok()) return s;
+                              return true;
+                            })
+                 .status();
+    if (!status.ok()) break;
+    ++started;
+  }
+
+  if (status.ok()) {
+    // FlatBuffers reads scalars through plain pointers: the payload must be
+    // aligned. A std::string's heap buffer always is; anything else is
+    // copied once.
+    AlignedBytes copy;
+    const uint8_t* data = reinterpret_cast<const uint8_t*>(request.data.data());
+    if (!AlignedBytes::IsAligned(data)) {
+      copy = AlignedBytes::Copy(request.data);
+      data = copy.data();
+    }
+    absl::StatusOr<flatbuffers::uoffset_t> root =
+        CatchAll<flatbuffers::uoffset_t>(
+            absl::StrCat("handler of ", method.full_service_name, ".",
+                         method.method),
+            [&] { return invoke(data, request.data.size(), ctx); });
+    if (!root.ok()) {
+      status = root.status();
+    } else {
+      flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
+      status = FinishWithIdentifier(
+          fbb, *root, method.file_identifier,
+          absl::StrCat("reply of ", method.full_service_name, ".",
+                       method.method));
+      if (!status.ok()) {
+        // The handler's bug, not the caller's.
+        status = absl::InternalError(status.message());
+      } else {
+        result =
+            Reply{std::string(lease.bytes()), std::move(ctx.reply_headers())};
+      }
+    }
+  }
+  if (!status.ok()) result = status;
+
+  const absl::Duration duration = absl::Now() - start;
+  for (size_t i = started; i-- > 0;) {
+    (void)CatchAll<bool>("server interceptor OnFinish", [&] {
+      state.interceptors[i]->OnFinish(ctx, status, duration);
+      return true;
+    });
+  }
+  return result;
+}
+
+EndpointConfig MakeEndpointShell(const MethodDescriptor& method,
+                                 const TypedServiceOptions& options) {
+  EndpointConfig endpoint;
+  endpoint.name = std::string(method.method);
+  endpoint.subject = MethodSubject(
+      EffectivePrefix(method.default_prefix, options.subject_prefix),
+      method.method);
+  endpoint.metadata = {
+      {"fbs.request_type", std::string(method.request_type)},
+      {"fbs.response_type", std::string(method.response_type)},
+      {"fbs.file_identifier", std::string(method.file_identifier)},
+      {"fbs.schema", std::string(method.schema_file)},
+  };
+  return endpoint;
+}
+
+}  // namespace internal
+
+absl::Status ValidateTypedServiceOptions(const TypedServiceOptions& options) {
+  if (absl::Status s = ValidateVerifyLimits(options.verify); !s.ok()) return s;
+  for (const auto& interceptor : options.interceptors) {
+    if (interceptor == nullptr) {
+      return absl::InvalidArgumentError(
+          "TypedServiceOptions.interceptors holds a null interceptor");
+    }
+  }
+  return absl::OkStatus();
+}
+
+ServiceConfig MakeServiceConfig(const ServiceDescriptor& service,
+                                const TypedServiceOptions& options) {
+  ServiceConfig config;
+  config.name =
+      options.name.empty() ? std::string(service.default_prefix) : options.name;
+  config.version = options.version;
+  config.description =
+      options.description.empty()
+          ? absl::StrCat(service.full_name, " (", service.schema_file, ")")
+          : options.description;
+  config.metadata = options.metadata;
+  config.metadata.emplace("fbs.service", std::string(service.full_name));
+  config.metadata.emplace("fbs.schema", std::string(service.schema_file));
+  config.queue_group = options.queue_group;
+  config.serve = options.serve;
+  return config;
+}
+
+}  // namespace natsgw

@@ -1,0 +1,46 @@
+// harness/subprocess.h: runs a program to completion with its output
+// captured, bounded in time, for tests that drive real tools (natsgw-gen,
+// node with nats.js, the CLI).
+//
+//   absl::StatusOr<natsgw::testing::ProcessResult> r =
+//       natsgw::testing::RunProcess({"/usr/bin/node", "check.js"},
+//                                   absl::Seconds(60));
+//   ASSERT_TRUE(r.ok()) << r.status();
+//   EXPECT_EQ(r->exit_code, 0) << r->output;
+//
+// The child gets stdout and stderr on one pipe (interleaved as written), is
+// killed with SIGKILL when the timeout passes, and is also killed if the test
+// process dies (PR_SET_PDEATHSIG), so no child outlives its test.
+//
+// Errors: INTERNAL if the pipe or fork fails. A program that cannot be
+// executed is reported as exit code 127, as by a shell.
+//
+// Thread-safety: RunProcess may be called from several threads at once.
+#ifndef NATSGW_TESTS_HARNESS_SUBPROCESS_H_
+#define NATSGW_TESTS_HARNESS_SUBPROCESS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace natsgw::testing {
+
+struct ProcessResult {
+  // Exit code, or 128 + signal number if the child was killed.
+  int exit_code = -1;
+  // stdout and stderr, interleaved.
+  std::string output;
+  // True if the child was killed because `timeout` passed.
+  bool timed_out = false;
+};
+
+// Runs argv[0] (an absolute path, not searched on PATH) with arguments
+// argv[1..] and waits for it to exit, for at most `timeout`.
+absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
+                                         absl::Duration timeout);
+
+}  // namespace natsgw::testing
+
+#endif  // NATSGW_TESTS_HARNESS_SUBPROCESS_H_

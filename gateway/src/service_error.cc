@@ -140,4 +140,17 @@ std::optional<std::string> TraceIdFromStatus(const absl::Status& status) {
   return std::string(*payload);
 }
 
+absl::Status WithMessageId(absl::Status status, absl::string_view message_id) {
+  if (!status.ok() && !message_id.empty()) {
+    status.SetPayload(kMessageIdPayloadUrl, absl::Cord(message_id));
+  }
+  return status;
+}
+
+std::optional<std::string> MessageIdFromStatus(const absl::Status& status) {
+  auto payload = status.GetPayload(kMessageIdPayloadUrl);
+  if (!payload) return std::nullopt;
+  return std::string(*payload);
+}
+
 }  // namespace natsgw

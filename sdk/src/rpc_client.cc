@@ -58,6 +58,9 @@ absl::Status ClientCall::Finish(absl::Status status,
     if (trace.valid())
       status = WithTraceId(std::move(status), trace.TraceIdHex());
   }
+  if (!status.ok() && has_sent_ && !MessageIdFromStatus(status).has_value()) {
+    status = WithMessageId(std::move(status), sent_.message_id);
+  }
   ClientCallResult result;
   result.status = status;
   result.latency = absl::Now() - info_.start_time;

@@ -18,9 +18,15 @@
 // RESOURCE_EXHAUSTED at once (load shedding) and counted in
 // natsgw_server_shed_total; the caller may retry another instance.
 //
-// Either way a request whose deadline passed while it waited is answered
-// DEADLINE_EXCEEDED without running the handler and counted in
-// natsgw_server_expired_total.
+// Either way a request whose deadline passed before its handler would start
+// is answered DEADLINE_EXCEEDED without running the handler and counted in
+// natsgw_server_expired_total. The deadline is the caller's budget counted
+// from when natsgw takes the request off the connection: with a worker pool
+// that is on arrival, so time spent queued behind busy workers counts; inline,
+// it is when the handler is about to run, because nats.c does not timestamp
+// the messages waiting in its pending queue, so time spent there behind a
+// slow handler does not count. Endpoints that must not run stale work under
+// overload should use a worker pool (or bound the wait with max_in_flight).
 //
 // Thread-safety: a value type.
 #ifndef NATSGW_SERVE_OPTIONS_H_

@@ -1,5 +1,6 @@
 // natsgw/service_error.h: how an absl::Status travels in a reply and comes
-// back out, and how a failed call's trace ID rides on its status.
+// back out, and how a failed call's trace ID (and, for typed calls, its
+// message ID) rides on its status.
 //
 // A handler that returns a non-OK status produces a reply with an empty body
 // and three headers:
@@ -68,6 +69,18 @@ absl::Status WithTraceId(absl::Status status, absl::string_view trace_id_hex);
 
 // The trace ID attached by WithTraceId, if any.
 std::optional<std::string> TraceIdFromStatus(const absl::Status& status);
+
+// The status payload under which typed calls (natsgw/rpc_client.h) record the
+// Nats-Msg-Id of a call that was sent and then failed, so that a failure can
+// be matched with the server's logs and de-duplication records.
+inline constexpr absl::string_view kMessageIdPayloadUrl =
+    "type.natsgw.dev/natsgw.MessageId";
+
+// Returns `status` with `message_id` attached (not for OK or an empty ID).
+absl::Status WithMessageId(absl::Status status, absl::string_view message_id);
+
+// The message ID attached by WithMessageId, if any.
+std::optional<std::string> MessageIdFromStatus(const absl::Status& status);
 
 }  // namespace natsgw
 

@@ -28,7 +28,8 @@
 // schema's file identifier by the channel. A reply is verified
 // (natsgw/verified.h, ClientOptions::verify) before the caller sees it; a
 // reply that fails is INVALID_ARGUMENT. Every failed call's status carries
-// its trace ID (natsgw::TraceIdFromStatus).
+// its trace ID (natsgw::TraceIdFromStatus) and, once the request was sent,
+// its message ID (natsgw::MessageIdFromStatus).
 //
 // Retries and hedging apply only to methods declared `(idempotent)` in the
 // schema, unless a call sets CallOptions::retry/hedging explicitly (the

@@ -4,8 +4,11 @@
 //
 // Consumes users.events.UserRegistered (queue group "email-service", so
 // several instances share the work) and publishes
-// email.events.WelcomeEmailSent after each e-mail. Also serves
-// email.SendWelcomeEmail (queue group "q") for sending one on demand.
+// email.events.WelcomeEmailSent after each e-mail. Also implements
+// rpc_service natsgw.email.Email (schemas/email.fbs) through the stub
+// natsgw-gen generates, served as the NATS Services API service "email"
+// (endpoint email.SendWelcomeEmail, queue group "q"), for sending one on
+// demand.
 //
 // "Sending" writes the e-mail to stdout; the point of the example is the
 // messaging around it. Core NATS delivery is at-most-once: an event published
@@ -13,14 +16,17 @@
 // job; see README.md).
 #include <prometheus/registry.h>
 
-#include <cstdio>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "example_support.h"
-#include "natsgw/schemas/email_generated.h"
-#include "natsgw/schemas/users_generated.h"
+#include "natsgw/builder_lease.h"
+#include "natsgw/schemas/email_natsgw.h"
+#include "natsgw/schemas/users_natsgw.h"
 #include "natsgw/status_macros.h"
+#include "natsgw/verified.h"
+#include "natsgw/version.h"
 
 namespace natsgw::examples {
 namespace {
@@ -38,7 +44,11 @@ struct Recipient {
 absl::StatusOr<std::string> SendWelcome(Connection& conn, const Recipient& to) {
   const std::string email_id = absl::StrCat("e-", RandomHex(12));
   // The mail transport would go here.
-  flatbuffers::FlatBufferBuilder fbb(256);
+  // Inside SendWelcomeEmail the thread's builder holds the reply under
+  // construction; the lease then gets a builder of its own.
+  BuilderLease lease;
+  flatbuffers::FlatBufferBuilder& fbb = lease.builder();
+  // Every root type of email.fbs carries the schema's identifier ("NGEM").
   fbb.Finish(email::CreateWelcomeEmailSentDirect(
                  fbb, to.user_id.c_str(), to.email.c_str(), email_id.c_str(),
                  absl::ToUnixMillis(absl::Now())),
@@ -46,17 +56,19 @@ absl::StatusOr<std::string> SendWelcome(Connection& conn, const Recipient& to) {
   PublishOptions options;
   options.message_id = absl::StrCat("welcome-email-sent-", email_id);
   NATSGW_RETURN_IF_ERROR(
-      conn.Publish("email.events.WelcomeEmailSent", Payload(fbb), options)
+      conn.Publish("email.events.WelcomeEmailSent", lease.bytes(), options)
           .status());
   return email_id;
 }
 
+// The event path: a plain subscription (an event has no reply, so it is not
+// an rpc_service method), read through the same verification the typed stubs
+// apply to requests.
 void OnUserRegistered(Connection& conn, const Message& event) {
   const std::string trace = event.trace.TraceIdHex();
-  absl::StatusOr<const users::UserRegistered*> user =
-      ReadRoot<users::UserRegistered>(event.data,
-                                      users::RegisterUserRequestIdentifier(),
-                                      "natsgw.users.UserRegistered");
+  absl::StatusOr<Verified<users::UserRegistered>> user =
+      Verified<users::UserRegistered>::FromView(
+          event.data, users::UsersMethods::kService.file_identifier);
   if (!user.ok()) {
     PrintLine(kComponent, trace,
               absl::StrCat("dropped event: ", user.status().message()));
@@ -83,23 +95,26 @@ void OnUserRegistered(Connection& conn, const Message& event) {
                          ", published email.events.WelcomeEmailSent", delay));
 }
 
-absl::StatusOr<Reply> OnSendWelcomeEmail(Connection& conn,
-                                         const Message& request) {
-  NATSGW_ASSIGN_OR_RETURN(
-      const email::SendWelcomeEmailRequest* req,
-      ReadRoot<email::SendWelcomeEmailRequest>(
-          request.data, email::SendWelcomeEmailRequestIdentifier(),
-          "natsgw.email.SendWelcomeEmailRequest"));
-  Recipient to{req->user_id()->str(), req->email()->str(),
-               req->display_name() ? req->display_name()->str() : ""};
-  NATSGW_ASSIGN_OR_RETURN(std::string email_id, SendWelcome(conn, to));
-  PrintLine(kComponent, request.trace.TraceIdHex(),
-            absl::StrCat("SendWelcomeEmail ", to.email, " -> ", email_id));
-  flatbuffers::FlatBufferBuilder fbb(64);
-  fbb.Finish(email::CreateSendWelcomeEmailReplyDirect(fbb, email_id.c_str()),
-             email::SendWelcomeEmailRequestIdentifier());
-  return Reply{std::string(Payload(fbb)), {}};
-}
+// The on-demand path. Thread-safe (stateless apart from the connection).
+class EmailService : public email::EmailServiceBase {
+ public:
+  explicit EmailService(Connection& conn) : conn_(conn) {}
+
+  absl::StatusOr<flatbuffers::Offset<email::SendWelcomeEmailReply>>
+  SendWelcomeEmail(const email::SendWelcomeEmailRequest& request,
+                   ServerContext& ctx) override {
+    Recipient to{request.user_id()->str(), request.email()->str(),
+                 request.display_name() ? request.display_name()->str() : ""};
+    NATSGW_ASSIGN_OR_RETURN(std::string email_id, SendWelcome(conn_, to));
+    PrintLine(kComponent, ctx.trace().TraceIdHex(),
+              absl::StrCat("SendWelcomeEmail ", to.email, " -> ", email_id));
+    flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
+    return email::CreateSendWelcomeEmailReplyDirect(fbb, email_id.c_str());
+  }
+
+ private:
+  Connection& conn_;
+};
 
 absl::Status Run() {
   NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime,
@@ -109,17 +124,21 @@ absl::Status Run() {
       std::unique_ptr<Subscription> events,
       c.Subscribe("users.events.UserRegistered", "email-service",
                   [&c](const Message& m) { OnUserRegistered(c, m); }));
-  NATSGW_ASSIGN_OR_RETURN(
-      std::unique_ptr<Subscription> endpoint,
-      c.Serve("email.SendWelcomeEmail", "q",
-              [&c](const Message& m) { return OnSendWelcomeEmail(c, m); }));
-  std::vector<std::unique_ptr<Subscription>> subscriptions;
-  subscriptions.push_back(std::move(events));
-  subscriptions.push_back(std::move(endpoint));
+  EmailService email_service(c);
+  TypedServiceOptions options;
+  // The Services API reports the release that serves the contract.
+  options.version = Version();
+  NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
+                          email_service.Start(c, options));
   RunUntilShutdown("email-service",
-                   "consuming users.events.UserRegistered, serving "
-                   "email.SendWelcomeEmail",
-                   runtime, std::move(subscriptions));
+                   absl::StrCat("consuming users.events.UserRegistered; ",
+                                DescribeService(*service)),
+                   runtime, [&events, &service] {
+                     // Each waits for its running handler, so what the
+                     // handlers publish is flushed by the Close() after.
+                     events.reset();
+                     service->Stop();
+                   });
   return absl::OkStatus();
 }
 

@@ -1,25 +1,23 @@
 // Shared plumbing of the example binaries (user-service, email-service,
 // register-users): command-line flags, output lines keyed by trace ID, waiting
-// for SIGTERM/SIGINT, and checking FlatBuffers payloads.
+// for SIGTERM/SIGINT, and the start-up and shutdown of a service.
 //
 // Thread-safety: PrintLine may be called from any thread; the other functions
 // are for main().
 #ifndef NATSGW_SDK_EXAMPLES_EXAMPLE_SUPPORT_H_
 #define NATSGW_SDK_EXAMPLES_EXAMPLE_SUPPORT_H_
 
-#include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/flags/declare.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "flatbuffers/flatbuffers.h"
 #include "natsgw/connection.h"
 #include "natsgw/metrics_server.h"
+#include "natsgw/service.h"
 
 ABSL_DECLARE_FLAG(std::string, nats_url);
 
@@ -53,12 +51,18 @@ struct ServiceRuntime {
 };
 
 // Prints "<name> ready: <what> on <url>, metrics at ...", blocks until
-// SIGINT/SIGTERM, then shuts down gracefully: ends `subscriptions` in order
-// (stop taking work, let running handlers finish) and closes the connection,
-// which flushes what was published.
+// SIGINT/SIGTERM, then shuts down gracefully: runs `stop_serving` (which
+// must stop taking work and wait for running handlers, e.g. by destroying
+// the services and subscriptions) and closes the connection, which flushes
+// what the handlers published.
 void RunUntilShutdown(absl::string_view name, absl::string_view what,
                       ServiceRuntime& runtime,
-                      std::vector<std::unique_ptr<Subscription>> subscriptions);
+                      absl::FunctionRef<void()> stop_serving);
+
+// "Services API service "users" 0.1.0 (instance <id>) serving
+// users.RegisterUser": what `service` announces to `nats micro`, for the
+// ready line.
+std::string DescribeService(const Service& service);
 
 // Connects as `name` (ConnectionOptionsFromFlags) recording metrics into a
 // new registry, and serves it on --metrics_port (0 picks a free port, -1
@@ -71,28 +75,6 @@ void PrintLine(absl::string_view component, absl::string_view trace_id,
 
 // "123 us" below 10 ms, "12.3 ms" above.
 std::string FormatLatency(absl::Duration d);
-
-// Bytes of a finished FlatBufferBuilder, as a payload.
-inline absl::string_view Payload(const flatbuffers::FlatBufferBuilder& fbb) {
-  return absl::string_view(
-      reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
-}
-
-// Verifies `data` as a `T` root with file identifier `identifier` and returns
-// the view, or INVALID_ARGUMENT naming the type.
-template <typename T>
-absl::StatusOr<const T*> ReadRoot(absl::string_view data,
-                                  const char* identifier,
-                                  absl::string_view type_name) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
-  flatbuffers::Verifier verifier(bytes, data.size());
-  if (!verifier.VerifyBuffer<T>(identifier)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "payload of %d bytes is not a valid %s (file identifier %s)",
-        data.size(), type_name, identifier));
-  }
-  return flatbuffers::GetRoot<T>(bytes);
-}
 
 // A random lower-case hex string of `digits` digits.
 std::string RandomHex(int digits);

@@ -1,30 +1,41 @@
-// register-users: the client side of the seed scenario. Registers N users
-// over request/reply, each under its own new trace, then waits for the
-// welcome e-mails the e-mail service sends asynchronously and checks that
-// each e-mail carries the trace of the registration that caused it.
+// register-users: the client side of the seed scenario. Finds the two
+// services through the NATS Services API, registers N users with the typed
+// Users client (generated from schemas/users.fbs), each under its own new
+// trace, then waits for the welcome e-mails the e-mail service sends
+// asynchronously, checks that each e-mail carries the trace of the
+// registration that caused it, and prints the user service's own statistics.
 //
 //   register-users --nats_url=nats://127.0.0.1:4222 --count=5
 //
-// Exit status 0 when every registration succeeded and every welcome e-mail
-// arrived on the registration's trace; 1 otherwise.
+// Exit status 0 when both services answered discovery ($SRV.INFO), every
+// registration succeeded, the duplicate was refused with ALREADY_EXISTS and
+// every welcome e-mail arrived on the registration's trace; 1 otherwise.
 #include <prometheus/registry.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
+#include <future>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/flags/flag.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "example_support.h"
-#include "natsgw/schemas/email_generated.h"
-#include "natsgw/schemas/users_generated.h"
+#include "natsgw/schemas/email_natsgw.h"
+#include "natsgw/schemas/users_natsgw.h"
 #include "natsgw/service_error.h"
+#include "natsgw/verified.h"
+#include "natsgw/wire_headers.h"
 
 ABSL_FLAG(int, count, 5, "Number of users to register");
 ABSL_FLAG(int, timeout_ms, 2000, "Deadline of each RegisterUser call");
@@ -40,7 +51,6 @@ struct Registration {
   std::string email;
   std::string user_id;
   std::chrono::steady_clock::time_point started;
-  absl::Duration rpc_latency;
 };
 
 // Welcome-e-mail events by trace ID, filled by the subscription's thread.
@@ -75,19 +85,91 @@ class EmailLog {
   std::map<std::string, Entry> by_trace_ ABSL_GUARDED_BY(mu_);
 };
 
-std::string RegisterRequest(const std::string& email, const std::string& name) {
-  flatbuffers::FlatBufferBuilder fbb(128);
-  fbb.Finish(
-      users::CreateRegisterUserRequestDirect(fbb, email.c_str(), name.c_str()),
-      users::RegisterUserRequestIdentifier());
-  return std::string(Payload(fbb));
-}
-
 absl::Duration Percentile(std::vector<absl::Duration> v, double q) {
   if (v.empty()) return absl::ZeroDuration();
   std::sort(v.begin(), v.end());
   size_t i = static_cast<size_t>(q * (v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
+}
+
+// "<name> <version>, instance <id>: <Endpoint> on <subject> (<request type>
+// -> <response type>)" from a $SRV.INFO answer
+// (io.nats.micro.v1.info_response).
+absl::StatusOr<std::string> SummarizeInfo(const std::string& json) {
+  // nlohmann::json reports type mismatches by throwing; they stop here.
+  try {
+    const nlohmann::json info = nlohmann::json::parse(json);
+    std::vector<std::string> endpoints;
+    for (const nlohmann::json& e : info.at("endpoints")) {
+      const nlohmann::json& meta =
+          e.value("metadata", nlohmann::json::object());
+      endpoints.push_back(
+          absl::StrCat(e.at("name").get<std::string>(), " on ",
+                       e.at("subject").get<std::string>(), " (",
+                       meta.value("fbs.request_type", "?"), " -> ",
+                       meta.value("fbs.response_type", "?"), ")"));
+    }
+    return absl::StrCat(info.at("name").get<std::string>(), " ",
+                        info.at("version").get<std::string>(), ", instance ",
+                        info.at("id").get<std::string>(), ": ",
+                        absl::StrJoin(endpoints, "; "));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed $SRV.INFO answer: ", e.what()));
+  }
+}
+
+// "<Endpoint>: <n> requests (<m> failed), handler p50 <t> p99 <t>" per
+// endpoint from a $SRV.STATS answer (io.nats.micro.v1.stats_response; natsgw
+// adds the percentiles in each endpoint's `data`).
+absl::StatusOr<std::string> SummarizeStats(const std::string& json) {
+  try {
+    const nlohmann::json stats = nlohmann::json::parse(json);
+    std::vector<std::string> endpoints;
+    for (const nlohmann::json& e : stats.at("endpoints")) {
+      const nlohmann::json& data = e.value("data", nlohmann::json::object());
+      endpoints.push_back(absl::StrCat(
+          e.at("name").get<std::string>(), ": ",
+          e.at("num_requests").get<int64_t>(), " requests (",
+          e.at("num_errors").get<int64_t>(), " failed), handler p50 ",
+          FormatLatency(absl::Nanoseconds(data.value("p50_ns", int64_t{0}))),
+          " p99 ",
+          FormatLatency(absl::Nanoseconds(data.value("p99_ns", int64_t{0})))));
+    }
+    return absl::StrJoin(endpoints, "; ");
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed $SRV.STATS answer: ", e.what()));
+  }
+}
+
+// Asks one instance of service `name` ($SRV.<verb>.<name>, the NATS Services
+// API) and summarizes its answer; the status if it did not answer or the
+// answer did not parse.
+absl::StatusOr<std::string> AskService(
+    Connection& conn, absl::string_view verb, absl::string_view name,
+    absl::Duration timeout,
+    absl::FunctionRef<absl::StatusOr<std::string>(const std::string&)>
+        summarize) {
+  absl::StatusOr<Message> reply =
+      conn.Request(absl::StrCat("$SRV.", verb, ".", name), "", timeout);
+  if (!reply.ok()) return reply.status();
+  return summarize(reply->data);
+}
+
+// The summary, or the error in its place.
+std::string SummaryOrError(const absl::StatusOr<std::string>& summary) {
+  return summary.ok() ? *summary : summary.status().ToString();
+}
+
+// The trace ID of the reply's traceparent ("" without a valid one). The
+// typed Response keeps the reply's headers but not its parsed trace.
+std::string ReplyTraceId(const Headers& headers) {
+  std::optional<absl::string_view> traceparent =
+      headers.Get(kTraceParentHeader);
+  if (!traceparent) return "";
+  absl::StatusOr<TraceContext> trace = TraceContext::Parse(*traceparent);
+  return trace.ok() ? trace->TraceIdHex() : "";
 }
 
 int Run() {
@@ -104,77 +186,102 @@ int Run() {
       Connection::Create(options);
   if (!conn.ok()) return ExitStatus("register-users", conn.status());
   Connection& c = **conn;
+  ClientOptions client_options;
+  client_options.timeout = timeout;
+  absl::StatusOr<users::UsersClient> client =
+      users::UsersClient::Create(c, client_options);
+  if (!client.ok()) return ExitStatus("register-users", client.status());
+
+  // Discovery: what each service serves, and with which contract.
+  bool ok = true;
+  for (absl::string_view name :
+       {users::UsersMethods::kService.default_prefix,
+        email::EmailMethods::kService.default_prefix}) {
+    absl::StatusOr<std::string> info =
+        AskService(c, "INFO", name, timeout, SummarizeInfo);
+    if (!info.ok()) ok = false;
+    std::printf("%-13s $SRV.INFO.%s -> %s\n", std::string(kComponent).c_str(),
+                std::string(name).c_str(), SummaryOrError(info).c_str());
+  }
 
   EmailLog emails;
   absl::StatusOr<std::unique_ptr<Subscription>> sub = c.Subscribe(
       "email.events.WelcomeEmailSent", "", [&emails](const Message& m) {
         const auto at = std::chrono::steady_clock::now();
-        absl::StatusOr<const email::WelcomeEmailSent*> sent =
-            ReadRoot<email::WelcomeEmailSent>(
-                m.data, email::SendWelcomeEmailRequestIdentifier(),
-                "natsgw.email.WelcomeEmailSent");
+        absl::StatusOr<Verified<email::WelcomeEmailSent>> sent =
+            Verified<email::WelcomeEmailSent>::FromView(
+                m.data, email::EmailMethods::kService.file_identifier);
         if (!sent.ok()) return;
         emails.Add(m.trace.TraceIdHex(), (*sent)->user_id()->str(),
                    (*sent)->email_id()->str(), at);
       });
   if (!sub.ok()) return ExitStatus("register-users", sub.status());
 
-  bool ok = true;
   std::map<std::string, Registration> by_trace;
   std::vector<std::string> order;
   std::vector<absl::Duration> latencies;
   for (int i = 1; i <= count; ++i) {
     const std::string email_addr = absl::StrCat("user", i, "@example.com");
+    const std::string name = absl::StrCat("User ", i);
     // One new trace per registration: it follows the user through the
     // request, the UserRegistered event and the welcome e-mail.
-    RequestOptions ropts;
-    ropts.trace = TraceContext::NewRoot();
-    const std::string trace = ropts.trace->TraceIdHex();
+    CallOptions call;
+    call.trace = TraceContext::NewRoot();
     const auto started = std::chrono::steady_clock::now();
-    absl::StatusOr<Message> reply = c.Request(
-        "users.RegisterUser",
-        RegisterRequest(email_addr, absl::StrCat("User ", i)), timeout, ropts);
+    // Blocking form: sequential calls, so each latency is one round trip.
+    absl::StatusOr<Response<users::RegisterUserReply>> reply =
+        client->RegisterUser(
+            [&](flatbuffers::FlatBufferBuilder& fbb) {
+              return users::CreateRegisterUserRequestDirect(
+                  fbb, email_addr.c_str(), name.c_str());
+            },
+            call);
     const absl::Duration latency =
         absl::FromChrono(std::chrono::steady_clock::now() - started);
     if (!reply.ok()) {
-      PrintLine(kComponent, trace,
-                absl::StrCat("RegisterUser ", email_addr, " failed: ",
-                             absl::StatusCodeToString(reply.status().code()),
-                             ": ", reply.status().message()));
+      PrintLine(
+          kComponent,
+          TraceIdFromStatus(reply.status()).value_or(call.trace->TraceIdHex()),
+          absl::StrCat("RegisterUser ", email_addr, " failed: ",
+                       absl::StatusCodeToString(reply.status().code()), ": ",
+                       reply.status().message()));
       ok = false;
       continue;
     }
-    absl::StatusOr<const users::RegisterUserReply*> r =
-        ReadRoot<users::RegisterUserReply>(
-            reply->data, users::RegisterUserRequestIdentifier(),
-            "natsgw.users.RegisterUserReply");
-    if (!r.ok()) {
-      PrintLine(kComponent, trace, std::string(r.status().message()));
-      ok = false;
-      continue;
-    }
+    // The trace the request carried; the reply must continue it.
+    const std::string trace = reply->call.trace.TraceIdHex();
+    const bool same_trace = ReplyTraceId(reply->headers) == trace;
+    if (!same_trace) ok = false;
+    const std::string user_id = (*reply)->user_id()->str();
     latencies.push_back(latency);
-    by_trace[trace] =
-        Registration{email_addr, (*r)->user_id()->str(), started, latency};
+    by_trace[trace] = Registration{email_addr, user_id, started};
     order.push_back(trace);
     PrintLine(
         kComponent, trace,
-        absl::StrCat("RegisterUser ", email_addr, " -> ",
-                     (*r)->user_id()->str(), " in ", FormatLatency(latency),
-                     reply->trace.TraceIdHex() == trace
-                         ? ""
-                         : " (reply came back on ANOTHER trace)"));
-    if (reply->trace.TraceIdHex() != trace) ok = false;
+        absl::StrCat("RegisterUser ", email_addr, " -> ", user_id, " in ",
+                     FormatLatency(latency),
+                     same_trace ? "" : " (reply came back on ANOTHER trace)"));
   }
 
-  // A duplicate registration shows how a handler's error reaches the caller.
+  // A duplicate registration shows how a handler's error reaches the caller:
+  // same code and message, and the call's trace ID on the status. Future
+  // form, to show it too.
   {
-    RequestOptions ropts;
-    ropts.trace = TraceContext::NewRoot();
-    absl::StatusOr<Message> dup = c.Request(
-        "users.RegisterUser", RegisterRequest("user1@example.com", "Again"),
-        timeout, ropts);
-    PrintLine(kComponent, ropts.trace->TraceIdHex(),
+    CallOptions call;
+    call.trace = TraceContext::NewRoot();
+    std::future<absl::StatusOr<Response<users::RegisterUserReply>>> pending =
+        client->RegisterUserAsync(
+            [](flatbuffers::FlatBufferBuilder& fbb) {
+              return users::CreateRegisterUserRequestDirect(
+                  fbb, "user1@example.com", "Again");
+            },
+            call);
+    absl::StatusOr<Response<users::RegisterUserReply>> dup = pending.get();
+    const std::string trace = dup.ok()
+                                  ? dup->call.trace.TraceIdHex()
+                                  : TraceIdFromStatus(dup.status())
+                                        .value_or(call.trace->TraceIdHex());
+    PrintLine(kComponent, trace,
               absl::StrCat(
                   "RegisterUser user1@example.com again -> ",
                   dup.ok() ? "unexpectedly accepted"
@@ -212,17 +319,24 @@ int Run() {
                      FormatLatency(e2e), " after the registration started",
                      same_user ? "" : " (WRONG USER)"));
   }
+  if (!all_arrived) ok = false;
+  // The service's own view of the calls above (its Services API statistics).
+  const absl::StatusOr<std::string> stats =
+      AskService(c, "STATS", users::UsersMethods::kService.default_prefix,
+                 timeout, SummarizeStats);
+  if (!stats.ok()) ok = false;
   std::printf(
       "\nregister-users: %zu/%d registered, %zu/%zu welcome e-mails on their "
       "registration's trace\n"
-      "  RegisterUser latency   p50 %s  p99 %s  (n=%zu)\n"
-      "  registration->e-mail   p50 %s  p99 %s\n",
+      "  RegisterUser latency   p50 %s  p99 %s  (n=%zu, measured here)\n"
+      "  registration->e-mail   p50 %s  p99 %s\n"
+      "  $SRV.STATS.users       %s\n",
       by_trace.size(), count, end_to_end.size(), by_trace.size(),
       FormatLatency(Percentile(latencies, 0.5)).c_str(),
       FormatLatency(Percentile(latencies, 0.99)).c_str(), latencies.size(),
       FormatLatency(Percentile(end_to_end, 0.5)).c_str(),
-      FormatLatency(Percentile(end_to_end, 0.99)).c_str());
-  if (!all_arrived) ok = false;
+      FormatLatency(Percentile(end_to_end, 0.99)).c_str(),
+      SummaryOrError(stats).c_str());
   sub->reset();
   c.Close();
   return ok ? 0 : 1;

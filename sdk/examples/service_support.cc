@@ -1,11 +1,14 @@
-// Start-up shared by the example services: the --metrics_port flag, the
-// connection and the /metrics endpoint.
+// Start-up and shutdown shared by the example services: the --metrics_port
+// flag, the connection, the /metrics endpoint and the ready line.
 #include <prometheus/registry.h>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "example_support.h"
 #include "natsgw/status_macros.h"
 
@@ -17,6 +20,18 @@ namespace natsgw::examples {
 
 std::string ServiceRuntime::MetricsNote() const {
   return metrics ? absl::StrCat(", metrics at ", metrics->url()) : "";
+}
+
+std::string DescribeService(const Service& service) {
+  const ServiceConfig& config = service.config();
+  std::vector<std::string> subjects;
+  for (const EndpointConfig& endpoint : config.endpoints) {
+    subjects.push_back(endpoint.subject.empty() ? endpoint.name
+                                                : endpoint.subject);
+  }
+  return absl::StrCat("Services API service \"", config.name, "\" ",
+                      config.version, " (instance ", service.id(), ") serving ",
+                      absl::StrJoin(subjects, ", "));
 }
 
 absl::StatusOr<ServiceRuntime> StartService(absl::string_view name) {
@@ -36,9 +51,9 @@ absl::StatusOr<ServiceRuntime> StartService(absl::string_view name) {
   return runtime;
 }
 
-void RunUntilShutdown(
-    absl::string_view name, absl::string_view what, ServiceRuntime& runtime,
-    std::vector<std::unique_ptr<Subscription>> subscriptions) {
+void RunUntilShutdown(absl::string_view name, absl::string_view what,
+                      ServiceRuntime& runtime,
+                      absl::FunctionRef<void()> stop_serving) {
   const std::string ready = absl::StrCat(name, " ready: ", what, " on ",
                                          runtime.connection->connected_url(),
                                          runtime.MetricsNote(), "\n");
@@ -49,9 +64,7 @@ void RunUntilShutdown(
   const std::string bye =
       absl::StrCat(name, ": ", signal, " received, shutting down\n");
   std::fputs(bye.c_str(), stdout);
-  for (std::unique_ptr<Subscription>& subscription : subscriptions) {
-    subscription.reset();
-  }
+  stop_serving();
   runtime.connection->Close();
   std::fflush(stdout);
 }

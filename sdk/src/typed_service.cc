@@ -81,8 +81,8 @@ absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
         // The handler's bug, not the caller's.
         status = absl::InternalError(status.message());
       } else {
-        result =
-            Reply{std::string(lease.bytes()), std::move(ctx.reply_headers())};
+        // The headers are moved in after OnFinish, which may read them.
+        result = Reply{std::string(lease.bytes()), Headers()};
       }
     }
   }
@@ -95,6 +95,7 @@ absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
       return true;
     });
   }
+  if (result.ok()) result->headers = std::move(ctx.reply_headers());
   return result;
 }
 

@@ -45,7 +45,9 @@
 // may run on natsgw's reply thread). The info/context objects passed in are
 // valid only during the call of the method; within one call OnStart and
 // OnFinish see the same object (its address may key per-call state).
-// Exceptions thrown by an interceptor are caught and turned into INTERNAL.
+// Exceptions thrown by an interceptor never escape: one thrown by OnStart
+// rejects the call with INTERNAL; one thrown by OnFinish is caught and
+// ignored, because the outcome is final by then.
 #ifndef NATSGW_INTERCEPTOR_H_
 #define NATSGW_INTERCEPTOR_H_
 

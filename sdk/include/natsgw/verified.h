@@ -60,7 +60,9 @@ struct VerifyLimits {
   size_t max_size_bytes = size_t{1} << 20;
 };
 
-// INVALID_ARGUMENT if a limit is not positive.
+// INVALID_ARGUMENT if max_depth or max_tables is not positive, or if
+// max_size_bytes is below 8 (the smallest buffer: a root offset and a file
+// identifier).
 absl::Status ValidateVerifyLimits(const VerifyLimits& limits);
 
 namespace internal {

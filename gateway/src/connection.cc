@@ -696,7 +696,11 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
   auto core = std::make_shared<SubscriptionCore>(
       this, subscriptions_, kind, std::string(subject),
       std::string(queue_group), std::move(message_handler),
-      std::move(request_handler), &metrics_->ForPattern(subject), serve);
+      std::move(request_handler),
+      &metrics_->ForPattern(serve.metric_subject.empty()
+                                ? subject
+                                : absl::string_view(serve.metric_subject)),
+      serve);
   if (absl::Status s = core->Start(lane->nc); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
   }

@@ -116,13 +116,19 @@ class Service::Impl {
         // Plain subscriptions (no queue group): every instance answers.
         // The request's payload and headers are ignored (natscli sends
         // "{}" and Accept-Encoding: snappy; we always answer plain JSON).
+        // One metrics label per verb: the per-instance subjects embed the
+        // instance ID, which would mint a new label value at every start.
+        ServeOptions control;
+        control.metric_subject =
+            absl::StrCat(internal::kControlSubjectPrefix, ".", verb.name);
         absl::StatusOr<std::unique_ptr<Subscription>> sub = conn.Serve(
             subject, "",
             [this,
              render = verb.render](const Message&) -> absl::StatusOr<Reply> {
               NATSGW_ASSIGN_OR_RETURN(std::string json, (this->*render)());
               return Reply{std::move(json), {}};
-            });
+            },
+            control);
         if (!sub.ok()) {
           return absl::Status(
               sub.status().code(),

@@ -5,6 +5,9 @@
 // invalid config subscribes nothing.
 #include "natsgw/service.h"
 
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
 #include <memory>
 #include <set>
 #include <string>
@@ -29,6 +32,7 @@ using ::natsgw::testing::RawMessage;
 using ::natsgw::testing::RawNatsClient;
 using ::nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
 constexpr absl::Duration kWait = absl::Seconds(10);
@@ -315,6 +319,31 @@ TEST_F(ServiceTest, EveryInstanceAnswersTheSharedSubjects) {
   // takes the first reply).
   EXPECT_EQ(conn_a->Request("fail", "x", kWait).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServiceTest, ControlSubjectsAreOneMetricsLabelPerVerb) {
+  // The per-instance control subjects embed the random instance ID; as
+  // metric labels they would mint new series at every start.
+  // (The asking side labels the literal subjects it requests; that is its
+  // choice, see SendOptions::metric_subject. Here the serving side counts.)
+  auto conn = Connect();
+  auto asker = Connect();
+  ASSERT_NE(conn, nullptr);
+  ASSERT_NE(asker, nullptr);
+  auto service = StartOrders(*conn);
+  ASSERT_NE(service, nullptr);
+  for (const char* verb : {"PING", "INFO", "STATS"}) {
+    for (const std::string& subject : Subjects(verb, *service)) {
+      ASSERT_TRUE(asker->Request(subject, "", kWait).ok()) << subject;
+    }
+  }
+  const std::string metrics =
+      prometheus::TextSerializer().Serialize(conn->registry()->Collect());
+  EXPECT_THAT(metrics, Not(HasSubstr(service->id())));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("natsgw_server_request_duration_seconds_count{code=\"OK\","
+                "subject=\"$SRV.PING\"} 3"));
 }
 
 TEST_F(ServiceTest, StopUnsubscribesEverythingAndIsIdempotent) {

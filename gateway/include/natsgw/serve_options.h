@@ -32,6 +32,8 @@
 #ifndef NATSGW_SERVE_OPTIONS_H_
 #define NATSGW_SERVE_OPTIONS_H_
 
+#include <string>
+
 namespace natsgw {
 
 struct ServeOptions {
@@ -40,6 +42,10 @@ struct ServeOptions {
   // Requests queued or running at once before new ones are shed with
   // RESOURCE_EXHAUSTED. 0 means: 4 * workers with a pool, unlimited inline.
   int max_in_flight = 0;
+  // Label used for this endpoint in metrics instead of the subject. Set it
+  // when the subject embeds an ID, e.g. a per-instance control subject, to
+  // keep label cardinality bounded.
+  std::string metric_subject;
 };
 
 }  // namespace natsgw

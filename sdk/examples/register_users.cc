@@ -35,7 +35,6 @@
 #include "natsgw/schemas/users_natsgw.h"
 #include "natsgw/service_error.h"
 #include "natsgw/verified.h"
-#include "natsgw/wire_headers.h"
 
 ABSL_FLAG(int, count, 5, "Number of users to register");
 ABSL_FLAG(int, timeout_ms, 2000, "Deadline of each RegisterUser call");
@@ -162,16 +161,6 @@ std::string SummaryOrError(const absl::StatusOr<std::string>& summary) {
   return summary.ok() ? *summary : summary.status().ToString();
 }
 
-// The trace ID of the reply's traceparent ("" without a valid one). The
-// typed Response keeps the reply's headers but not its parsed trace.
-std::string ReplyTraceId(const Headers& headers) {
-  std::optional<absl::string_view> traceparent =
-      headers.Get(kTraceParentHeader);
-  if (!traceparent) return "";
-  absl::StatusOr<TraceContext> trace = TraceContext::Parse(*traceparent);
-  return trace.ok() ? trace->TraceIdHex() : "";
-}
-
 int Run() {
   const int count = absl::GetFlag(FLAGS_count);
   const absl::Duration timeout =
@@ -250,7 +239,7 @@ int Run() {
     }
     // The trace the request carried; the reply must continue it.
     const std::string trace = reply->call.trace.TraceIdHex();
-    const bool same_trace = ReplyTraceId(reply->headers) == trace;
+    const bool same_trace = reply->reply_trace.TraceIdHex() == trace;
     if (!same_trace) ok = false;
     const std::string user_id = (*reply)->user_id()->str();
     latencies.push_back(latency);

@@ -212,6 +212,9 @@ TEST_F(TypedRpcTest, SyncCallRoundTripsWithTraceMessageIdAndHeaders) {
   EXPECT_TRUE(reply->call.trace.valid());
   EXPECT_EQ(reply->call.message_id.size(), 22u);
   EXPECT_EQ(reply->headers.Get("Served-By").value_or(""), "test-echo");
+  // The reply continued the call's trace and says when it arrived.
+  EXPECT_EQ(reply->reply_trace.TraceIdHex(), reply->call.trace.TraceIdHex());
+  EXPECT_GE(reply->received_at, reply->call.sent_at);
   // ... and the handler saw the same ones, the caller's header and a budget.
   std::vector<Seen> seen = impl.seen();
   ASSERT_EQ(seen.size(), 1u);

@@ -118,6 +118,12 @@ struct Response {
   SendInfo call;
   // The reply's headers (natsgw's own included).
   Headers headers;
+  // The reply's trace context: the server continued the call's trace, so
+  // the trace ID is call.trace's unless the reply carried none (then a new
+  // root, as for any received message).
+  TraceContext reply_trace;
+  // When natsgw took the reply off the connection (this host's clock).
+  absl::Time received_at;
 
   const T* operator->() const { return reply.get(); }
   const T& operator*() const { return *reply; }
@@ -204,7 +210,8 @@ absl::StatusOr<Response<Resp>> CompleteCall(ClientCall& call,
   absl::Status status = call.Finish(absl::OkStatus(), &message.headers);
   if (!status.ok()) return status;
   return Response<Resp>{std::move(*verified), call.sent(),
-                        std::move(message.headers)};
+                        std::move(message.headers), std::move(message.trace),
+                        message.received_at};
 }
 
 }  // namespace internal

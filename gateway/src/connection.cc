@@ -854,8 +854,8 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
   }
   const absl::Duration handler_time =
       ran ? Since(handler_start) : absl::ZeroDuration();
-  SendReply(core, reply_to, request, result);
-  if (ran) core.stats().RecordHandled(handler_time, result.status());
+  SendReply(core, reply_to, request, result,
+            ran ? std::optional<absl::Duration>(handler_time) : std::nullopt);
   core.metrics()
       .server_request.For(result.status().code())
       .Observe(Seconds(Since(start)));
@@ -863,7 +863,8 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
 
 void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
                                  const Message& request,
-                                 absl::StatusOr<Reply>& result) {
+                                 absl::StatusOr<Reply>& result,
+                                 std::optional<absl::Duration> handled_in) {
   // Build the reply; a reply the handler got wrong becomes an INTERNAL error
   // reply, so the caller always hears back.
   internal::Stamp stamp;
@@ -896,6 +897,11 @@ void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
     out = internal::BuildNatsMsg(reply_to, "", kNoHeaders, &error_headers,
                                  stamp, max_payload);
     metrics_->RecordError(Operation::kServe, result.status().code());
+  }
+  // Counted before the reply leaves, so that a caller who has the reply and
+  // asks $SRV.STATS next sees its request counted.
+  if (handled_in.has_value()) {
+    core.stats().RecordHandled(*handled_in, result.status());
   }
   absl::Status sent = out.status();
   if (out.ok()) {

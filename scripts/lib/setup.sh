@@ -1,11 +1,15 @@
+# shellcheck shell=bash
 # Shared set-up for scripts/demo and scripts/test (sourced, not executed).
 #
 #   natsgw_install_packages   install missing Debian packages (idempotent)
+#   natsgw_install_npm        Node.js, npm and the npm packages of the nats.js
+#                             interop tests (tests/interop; idempotent)
 #   natsgw_build [target...]  configure and build into $BUILD_DIR
 #
 # Environment:
 #   BUILD_DIR              build tree (default: <repo>/build)
-#   NATSGW_SKIP_INSTALL=1  do not touch packages (e.g. without root)
+#   NATSGW_SKIP_INSTALL=1  do not touch packages, Debian or npm (e.g. without
+#                          root, or offline)
 #   NATSGW_SKIP_BUILD=1    use $BUILD_DIR as it is (ctest runs the demo so)
 #   CMAKE_BUILD_TYPE       default RelWithDebInfo
 #   NATSGW_CMAKE_ARGS      extra arguments for the CMake configure step
@@ -50,6 +54,13 @@ natsgw_install_packages() {
   if [[ ${#missing[@]} -eq 0 || -z "${missing[0]}" ]]; then
     return 0
   fi
+  natsgw_apt_install "${missing[@]}"
+}
+
+# natsgw_apt_install <package...>: apt-get install, non-interactively, as
+# root or through sudo.
+natsgw_apt_install() {
+  local missing=("$@")
   local sudo=()
   if [[ "$(id -u)" != "0" ]]; then
     if command -v sudo >/dev/null 2>&1; then
@@ -68,6 +79,47 @@ natsgw_install_packages() {
     "${apt[@]}" update >/dev/null
     "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null
   fi
+}
+
+# The nats.js interop tests (tests/interop) need node, and npm to install
+# the packages package-lock.json pins. Node is looked up on PATH rather than
+# in dpkg: a node installed some other way (NodeSource, nvm, a container
+# image) is used as it is, and Debian's nodejs/npm, which would conflict with
+# it, are installed only when there is no node at all. `npm ci` runs here, at
+# set-up time, so that building and testing never download anything; a stamp
+# in node_modules makes it run again only when the lock file changes.
+natsgw_install_npm() {
+  if [[ "${NATSGW_SKIP_INSTALL:-0}" == "1" ]]; then
+    return 0
+  fi
+  local dir="${NATSGW_ROOT}/tests/interop"
+  local stamp="${dir}/node_modules/.natsgw-npm-ci.stamp"
+  local fresh=0
+  if [[ -f "${stamp}" && "${stamp}" -nt "${dir}/package-lock.json" &&
+        "${stamp}" -nt "${dir}/package.json" ]]; then
+    fresh=1
+  fi
+  if ! command -v node >/dev/null 2>&1; then
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+      natsgw_log "not a Debian system: install Node.js (>= 18) and npm for the interop tests"
+      return 0
+    fi
+    local packages=(nodejs)
+    command -v npm >/dev/null 2>&1 || packages+=(npm)
+    natsgw_log "installing Node.js for the interop tests: ${packages[*]}"
+    natsgw_apt_install "${packages[@]}"
+  fi
+  if [[ "${fresh}" == "1" ]]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    natsgw_log "node is installed ($(command -v node)) but npm is not: install the npm that goes with it, then rerun"
+    return 1
+  fi
+  natsgw_log "installing the interop tests' npm packages (npm ci in tests/interop)"
+  # A failed or interrupted install leaves no stamp, so the next run retries.
+  (cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  touch "${stamp}"
 }
 
 natsgw_build() {

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace natsgw::testing {
 
@@ -35,6 +36,7 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
   }
   if (pid == 0) {
+    setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the parent died before prctl
     dup2(fds[1], STDOUT_FILENO);
@@ -42,6 +44,9 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     execv(args[0], args.data());
     _exit(127);
   }
+  // Also here, so that the group exists before any kill(-pid) below whichever
+  // process runs first (EACCES once the child has exec'd: it did it itself).
+  setpgid(pid, pid);
   close(fds[1]);
 
   ProcessResult result;
@@ -51,22 +56,44 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
       result.timed_out = true;
-      kill(pid, SIGKILL);
+      kill(-pid, SIGKILL);
       break;
     }
     pollfd p{fds[0], POLLIN, 0};
     const int ready =
         poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) continue;  // timeout: re-checked at the top
+    if (ready < 0) {
+      // Cannot happen with one valid descriptor; never leave the child.
+      const int error = errno;
+      kill(-pid, SIGKILL);
+      close(fds[0]);
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return absl::InternalError(absl::StrCat("poll: ", std::strerror(error)));
+    }
+    if (ready == 0) continue;  // timeout: re-checked at the top
     const ssize_t n = read(fds[0], buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // EOF: the child closed its output (exited)
+    if (n <= 0) break;  // EOF (or a read error): the child closed its output
     result.output.append(buf, static_cast<size_t>(n));
   }
   close(fds[0]);
+  // EOF normally means the child has exited, but it may have closed its
+  // output and kept running: wait only until the deadline, then kill it.
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) {
+      return absl::InternalError(
+          absl::StrCat("waitpid: ", std::strerror(errno)));
+    }
+    if (r == 0 && !result.timed_out && absl::Now() >= deadline) {
+      result.timed_out = true;
+      kill(-pid, SIGKILL);
+    }
+    absl::SleepFor(absl::Milliseconds(1));
   }
   result.exit_code = WIFEXITED(status)     ? WEXITSTATUS(status)
                      : WIFSIGNALED(status) ? 128 + WTERMSIG(status)

@@ -8,9 +8,11 @@
 //   ASSERT_TRUE(r.ok()) << r.status();
 //   EXPECT_EQ(r->exit_code, 0) << r->output;
 //
-// The child gets stdout and stderr on one pipe (interleaved as written), is
-// killed with SIGKILL when the timeout passes, and is also killed if the test
-// process dies (PR_SET_PDEATHSIG), so no child outlives its test.
+// The child gets stdout and stderr on one pipe (interleaved as written) and
+// runs in a process group of its own, which is killed as a whole (SIGKILL)
+// when the timeout passes, so nothing it started keeps the pipe open; it is
+// also killed if the test process dies (PR_SET_PDEATHSIG). No child outlives
+// its test.
 //
 // Errors: INTERNAL if the pipe or fork fails. A program that cannot be
 // executed is reported as exit code 127, as by a shell.

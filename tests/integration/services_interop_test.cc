@@ -8,18 +8,11 @@
 //
 // Node and tests/interop/node_modules are installed by scripts/lib/setup.sh;
 // without them this test fails (it does not skip), saying what to run.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -34,9 +27,12 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
+#include "harness/subprocess.h"
 #include "natsgw/connection.h"
 #include "natsgw/logger.h"
+#include "natsgw/schemas/echo_natsgw.h"
 #include "natsgw/service.h"
+#include "natsgw/typed_service.h"
 
 #ifndef NATSGW_SOURCE_DIR
 #error "NATSGW_SOURCE_DIR must be defined (the checkout's absolute path)"
@@ -46,6 +42,8 @@ namespace natsgw {
 namespace {
 
 using ::natsgw::testing::NatsServerTest;
+using ::natsgw::testing::ProcessResult;
+using ::natsgw::testing::RunProcess;
 
 // Bounds the node child; the script has its own 60 s watchdog, so this only
 // catches a wedged runtime.
@@ -80,102 +78,6 @@ absl::StatusOr<std::string> FindNode() {
   return absl::NotFoundError(absl::StrCat("node is not on $PATH (",
                                           path != nullptr ? path : "",
                                           ") and $NATSGW_NODE is not set"));
-}
-
-struct ChildResult {
-  // Exit code, or 128 + signal number if it was killed.
-  int exit_code = -1;
-  std::string output;  // stdout and stderr, interleaved
-  bool timed_out = false;
-};
-
-// Runs `argv` (argv[0] an absolute path) with stdout and stderr captured, and
-// waits for it, killing it after `timeout`. The child runs in a process group
-// of its own, killed as a whole on timeout (nothing it may have started keeps
-// the output pipe open), and is also killed if this process dies
-// (PR_SET_PDEATHSIG), so no node process is ever left behind.
-absl::StatusOr<ChildResult> RunChild(const std::vector<std::string>& argv,
-                                     absl::Duration timeout) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe2: ", strerror(errno)));
-  }
-  // Everything the child needs is built before fork(): after it, only
-  // async-signal-safe calls are allowed in a multi-threaded process.
-  std::vector<char*> args;
-  for (const std::string& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
-  }
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // the parent died before prctl
-    dup2(fds[1], STDOUT_FILENO);
-    dup2(fds[1], STDERR_FILENO);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  // Also here, so that the group exists before any kill(-pid) below whichever
-  // process runs first (EACCES once the child has exec'd: it did it itself).
-  setpgid(pid, pid);
-  close(fds[1]);
-
-  ChildResult result;
-  const absl::Time deadline = absl::Now() + timeout;
-  char buf[4096];
-  for (;;) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      result.timed_out = true;
-      kill(-pid, SIGKILL);
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    const int ready =
-        poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0) {
-      // Cannot happen with one valid descriptor; never leave the child.
-      const int error = errno;
-      kill(-pid, SIGKILL);
-      close(fds[0]);
-      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-      return absl::InternalError(absl::StrCat("poll: ", strerror(error)));
-    }
-    if (ready == 0) continue;  // timeout: re-checked at the top
-    const ssize_t n = read(fds[0], buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // EOF (or a read error): the child closed its output
-    result.output.append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  // EOF normally means the child has exited, but it may have closed its
-  // output and kept running: wait only until the deadline, then kill it.
-  int status = 0;
-  for (;;) {
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) {
-      return absl::InternalError(absl::StrCat("waitpid: ", strerror(errno)));
-    }
-    if (r == 0 && !result.timed_out && absl::Now() >= deadline) {
-      result.timed_out = true;
-      kill(-pid, SIGKILL);
-    }
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  result.exit_code = WIFEXITED(status)     ? WEXITSTATUS(status)
-                     : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                           : -1;
-  return result;
 }
 
 class ServicesInteropTest : public NatsServerTest {
@@ -217,35 +119,34 @@ class ServicesInteropTest : public NatsServerTest {
   // Runs services_check.js against `service`, one of `instances` instances
   // of InteropConfig() on the server, with `extra` arguments, and returns its
   // result.
-  ChildResult Check(const Service& service, int instances,
-                    const std::string& payload,
-                    const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {
-        node_,
-        absl::StrCat(interop_dir_, "/services_check.js"),
-        "--url",
-        server().url(),
-        "--name",
-        service.config().name,
-        "--id",
-        service.id(),
-        "--instances",
-        absl::StrCat(instances),
-        "--expect-json",
-        kExpectedIdentity,
-        "--echo-subject",
-        "interop.echo",
-        "--payload-hex",
-        absl::BytesToHexString(payload),
-        "--error-subject",
-        "interop.fail",
-        "--error-code",
-        "404",
-        "--error-message",
-        "no such thing",
+  ProcessResult Check(const Service& service, int instances,
+                      const std::string& payload,
+                      const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {
+        "--instances",     absl::StrCat(instances),
+        "--expect-json",   kExpectedIdentity,
+        "--echo-subject",  "interop.echo",
+        "--payload-hex",   absl::BytesToHexString(payload),
+        "--error-subject", "interop.fail",
+        "--error-code",    "404",
+        "--error-message", "no such thing",
     };
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    absl::StatusOr<ChildResult> result = RunChild(argv, kChildTimeout);
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunCheck(service, args);
+  }
+
+  // Runs services_check.js against `service` with `args` after --url,
+  // --name and --id.
+  ProcessResult RunCheck(const Service& service,
+                         const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {
+        node_,    absl::StrCat(interop_dir_, "/services_check.js"),
+        "--url",  server().url(),
+        "--name", service.config().name,
+        "--id",   service.id(),
+    };
+    argv.insert(argv.end(), args.begin(), args.end());
+    absl::StatusOr<ProcessResult> result = RunProcess(argv, kChildTimeout);
     EXPECT_TRUE(result.ok()) << result.status();
     if (!result.ok()) return {};
     EXPECT_FALSE(result->timed_out)
@@ -313,7 +214,7 @@ TEST_F(ServicesInteropTest, NatsJsDiscoversValidatesAndCallsTheService) {
 
   // Binary-safe: NUL, high bytes, and text.
   const std::string payload = std::string("\x00\xff\x7f hello \x01", 10);
-  ChildResult result = Check(**service, /*instances=*/1, payload);
+  ProcessResult result = Check(**service, /*instances=*/1, payload);
   EXPECT_EQ(result.exit_code, 0) << "services_check.js failed: see its output";
   EXPECT_NE(result.output.find("services_check: OK"), std::string::npos);
 }
@@ -355,9 +256,76 @@ TEST_F(ServicesInteropTest, TwoInstancesAndAfterReset) {
   const absl::Time before_reset = absl::Now();
   (*a)->ResetStats();
 
-  ChildResult result = Check(**b, /*instances=*/2, "payload",
-                             {"--reset-id", (*a)->id(), "--reset-after-ns",
-                              absl::StrCat(absl::ToUnixNanos(before_reset))});
+  ProcessResult result = Check(**b, /*instances=*/2, "payload",
+                               {"--reset-id", (*a)->id(), "--reset-after-ns",
+                                absl::StrCat(absl::ToUnixNanos(before_reset))});
+  EXPECT_EQ(result.exit_code, 0) << "services_check.js failed: see its output";
+  EXPECT_NE(result.output.find("services_check: OK"), std::string::npos);
+}
+
+// A typed service (natsgw-gen's EchoServiceBase): nats.js discovers it,
+// sees the FlatBuffers contract in the endpoint metadata, and calls it with
+// a FlatBuffer, getting the exact reply bytes the typed handler builds.
+class InteropEcho : public echo::EchoServiceBase {
+ public:
+  absl::StatusOr<flatbuffers::Offset<echo::EchoReply>> Echo(
+      const echo::EchoRequest& request, ServerContext& ctx) override {
+    flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
+    return echo::CreateEchoReply(
+        fbb,
+        fbb.CreateVector(request.payload()->data(), request.payload()->size()),
+        request.tag() + 1);
+  }
+};
+
+// Bytes of a finished EchoRequest or EchoReply (same layout) with
+// `payload` and `tag`, finished with echo.fbs's identifier as natsgw does.
+template <class Create>
+std::string EchoBytes(Create create, absl::string_view payload, uint64_t tag) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto data = fbb.CreateVector(reinterpret_cast<const uint8_t*>(payload.data()),
+                               payload.size());
+  fbb.Finish(create(fbb, data, tag), "NGEC");
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()),
+                     fbb.GetSize());
+}
+
+TEST_F(ServicesInteropTest, NatsJsDiscoversAndCallsATypedService) {
+  auto conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  InteropEcho impl;
+  TypedServiceOptions options;
+  options.version = "2.0.1";
+  absl::StatusOr<std::unique_ptr<Service>> service = impl.Start(*conn, options);
+  ASSERT_TRUE(service.ok()) << service.status();
+
+  // What natsgw-gen's stubs register for echo.fbs, written out by hand.
+  constexpr char kTypedIdentity[] = R"json({
+    "version": "2.0.1",
+    "description": "natsgw.echo.Echo (echo.fbs)",
+    "metadata": {"fbs.schema": "echo.fbs", "fbs.service": "natsgw.echo.Echo"},
+    "endpoints": [
+      {"name": "Echo", "subject": "echo.Echo", "queue_group": "q",
+       "metadata": {"fbs.file_identifier": "NGEC",
+                    "fbs.request_type": "natsgw.echo.EchoRequest",
+                    "fbs.response_type": "natsgw.echo.EchoReply",
+                    "fbs.schema": "echo.fbs"}}
+    ]
+  })json";
+  const std::string request = EchoBytes(
+      [](flatbuffers::FlatBufferBuilder& fbb, auto data, uint64_t tag) {
+        return echo::CreateEchoRequest(fbb, data, tag);
+      },
+      "from nats.js", 41);
+  const std::string reply = EchoBytes(
+      [](flatbuffers::FlatBufferBuilder& fbb, auto data, uint64_t tag) {
+        return echo::CreateEchoReply(fbb, data, tag);
+      },
+      "from nats.js", 42);
+  ProcessResult result = RunCheck(
+      **service, {"--expect-json", kTypedIdentity, "--call-subject",
+                  "echo.Echo", "--request-hex", absl::BytesToHexString(request),
+                  "--reply-hex", absl::BytesToHexString(reply)});
   EXPECT_EQ(result.exit_code, 0) << "services_check.js failed: see its output";
   EXPECT_NE(result.output.find("services_check: OK"), std::string::npos);
 }

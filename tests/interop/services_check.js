@@ -12,7 +12,9 @@
 //      integer counters, UTC `started`), and compares the identity fields
 //      with what the service was configured with (--expect-json);
 //   3. calls the echo endpoint with nc.request (a given payload, an empty
-//      one and a 64 KiB one) and checks the reply bytes, and calls an
+//      one and a 64 KiB one) and checks the reply bytes, or calls an
+//      endpoint once with given request bytes and checks the exact reply
+//      bytes (--call-subject: a typed FlatBuffers endpoint), and calls an
 //      endpoint that answers with a service error, decoded with nats.js's
 //      ServiceError (code and message);
 //   4. checks that STATS counted exactly those calls, and optionally that an
@@ -22,7 +24,8 @@
 // Usage:
 //   node services_check.js --url nats://127.0.0.1:4222 --name orders \
 //       --id <instance id> [--instances N] [--expect-json '{...}'] \
-//       --echo-subject orders.echo --payload-hex 00ff41 \
+//       (--echo-subject orders.echo --payload-hex 00ff41 |
+//        --call-subject orders.Get --request-hex <hex> --reply-hex <hex>) \
 //       [--error-subject orders.fail --error-code 404 --error-message text] \
 //       [--reset-id <instance id> --reset-after-ns <unix ns>]
 //
@@ -97,6 +100,9 @@ function parseArgs(argv) {
     expectJson: "",
     echoSubject: "",
     payloadHex: "",
+    callSubject: "",
+    requestHex: "",
+    replyHex: "",
     errorSubject: "",
     errorCode: "",
     errorMessage: "",
@@ -112,6 +118,9 @@ function parseArgs(argv) {
     "--expect-json": "expectJson",
     "--echo-subject": "echoSubject",
     "--payload-hex": "payloadHex",
+    "--call-subject": "callSubject",
+    "--request-hex": "requestHex",
+    "--reply-hex": "replyHex",
     "--error-subject": "errorSubject",
     "--error-code": "errorCode",
     "--error-message": "errorMessage",
@@ -129,7 +138,14 @@ function parseArgs(argv) {
   if (!args.url) usage("--url (or $NATS_URL) is required");
   if (!args.name) usage("--name is required");
   if (!args.id) usage("--id is required");
-  if (!args.echoSubject) usage("--echo-subject is required");
+  if (Boolean(args.echoSubject) === Boolean(args.callSubject)) {
+    usage("give exactly one of --echo-subject and --call-subject");
+  }
+  for (const key of ["requestHex", "replyHex"]) {
+    if (!/^([0-9a-fA-F]{2})*$/.test(args[key])) usage(`--${key === "requestHex" ? "request" : "reply"}-hex is not an even number of hex digits`);
+  }
+  // The endpoint whose calls are made and counted.
+  args.callTarget = args.echoSubject || args.callSubject;
   if (!/^[1-9][0-9]*$/.test(args.instances)) usage("--instances must be a positive integer");
   args.instances = Number(args.instances);
   if (!/^([0-9a-fA-F]{2})*$/.test(args.payloadHex)) {
@@ -367,7 +383,7 @@ async function run() {
       `PING and INFO saw different instances: ${show([...ping.keys()])} vs ${show(ids)}`,
     );
     for (const doc of info.values()) {
-      endpointBySubject(doc, args.echoSubject, "INFO");
+      endpointBySubject(doc, args.callTarget, "INFO");
       if (args.errorSubject) endpointBySubject(doc, args.errorSubject, "INFO");
     }
 
@@ -400,19 +416,25 @@ async function run() {
       }
     }
 
-    // The echo endpoint must answer with exactly the request bytes.
+    // The echo endpoint must answer with exactly the request bytes; a
+    // --call-subject endpoint with exactly --reply-hex.
     const given = Buffer.from(args.payloadHex, "hex");
-    const large = Buffer.alloc(64 * 1024);
-    for (let i = 0; i < large.length; i++) large[i] = (i * 131 + 7) & 0xff;
-    const payloads = [given, Buffer.alloc(0), large];
-    for (const payload of payloads) {
-      const what = `echo ${args.echoSubject} (${payload.length} bytes)`;
-      const reply = await nc.request(args.echoSubject, payload, { timeout: 5000 });
+    const calls = [];
+    if (args.echoSubject) {
+      const large = Buffer.alloc(64 * 1024);
+      for (let i = 0; i < large.length; i++) large[i] = (i * 131 + 7) & 0xff;
+      for (const payload of [given, Buffer.alloc(0), large]) calls.push({ request: payload, reply: payload });
+    } else {
+      calls.push({ request: Buffer.from(args.requestHex, "hex"), reply: Buffer.from(args.replyHex, "hex") });
+    }
+    for (const call of calls) {
+      const what = `${args.echoSubject ? "echo " : "call "}${args.callTarget} (${call.request.length} bytes)`;
+      const reply = await nc.request(args.callTarget, call.request, { timeout: 5000 });
       check(!ServiceError.isServiceError(reply), `${what}: unexpected service error ${show(ServiceError.toServiceError(reply))}`);
       const got = Buffer.from(reply.data);
       check(
-        got.equals(payload),
-        `${what}: replied ${got.length} bytes ${got.subarray(0, 32).toString("hex")}..., sent ${payload.subarray(0, 32).toString("hex")}...`,
+        got.equals(call.reply),
+        `${what}: replied ${got.length} bytes ${got.subarray(0, 32).toString("hex")}..., want ${call.reply.length} bytes ${call.reply.subarray(0, 32).toString("hex")}...`,
       );
     }
 
@@ -435,11 +457,11 @@ async function run() {
     // before the instance that sent it (or, without a queue group, before
     // the other instances) has recorded the call, so STATS is read until
     // the counts arrive (bounded), then checked exactly.
-    const echoBefore = counters(before, args.echoSubject, ids);
+    const echoBefore = counters(before, args.callTarget, ids);
     const failBefore = counters(before, args.errorSubject, ids);
-    const expectedEcho = payloads.length;
+    const expectedEcho = calls.length;
     const settled = (stats) => {
-      const echo = counters(stats, args.echoSubject, ids);
+      const echo = counters(stats, args.callTarget, ids);
       if (sum(echo, "num_requests") - sum(echoBefore, "num_requests") < expectedEcho) return false;
       if (!args.errorSubject) return true;
       const fail = counters(stats, args.errorSubject, ids);
@@ -451,12 +473,12 @@ async function run() {
     }
     // The reported round: every form validated again, by name for counting.
     const after = await query(nc, "stats");
-    const echoAfter = counters(after, args.echoSubject, ids);
+    const echoAfter = counters(after, args.callTarget, ids);
     const echoDelta = sum(echoAfter, "num_requests") - sum(echoBefore, "num_requests");
-    check(echoDelta === expectedEcho, `STATS: ${args.echoSubject} num_requests grew by ${echoDelta} over all instances, want ${expectedEcho}`);
+    check(echoDelta === expectedEcho, `STATS: ${args.callTarget} num_requests grew by ${echoDelta} over all instances, want ${expectedEcho}`);
     for (const id of ids) {
       const grew = echoAfter.get(id).num_errors - echoBefore.get(id).num_errors;
-      check(grew === 0, `STATS: instance ${id}: ${args.echoSubject} num_errors grew by ${grew}, want 0`);
+      check(grew === 0, `STATS: instance ${id}: ${args.callTarget} num_errors grew by ${grew}, want 0`);
     }
     if (args.errorSubject) {
       const failAfter = counters(after, args.errorSubject, ids);

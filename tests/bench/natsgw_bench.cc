@@ -12,6 +12,19 @@
 //   raw_request_asap     the same with natsOptions_SetSendAsap on both
 //   gateway_request      natsgw Connection::Request against Connection::Serve
 //                        (separate connections, as two services would be)
+//   rpc_sync             the typed layer: natsgw-gen's EchoClient::Echo (one
+//                        call at a time) against an EchoServiceBase served on
+//                        another Connection; the request and reply are
+//                        FlatBuffers EchoRequest/EchoReply whose payload field
+//                        holds --payload_bytes (the wire message is ~50 bytes
+//                        larger). Reports p50 and p99 against
+//                        raw_request_asap and gateway_request.
+//   rpc_async_64         the same service, called through the callback form of
+//                        EchoClient::EchoAsync with 64 calls in flight: each
+//                        completion starts the next call, up to
+//                        --async_calls. Latency is per call (queueing
+//                        included); "async_vs_sync" is its throughput over
+//                        rpc_sync's.
 //   raw_publish          nats.c natsConnection_Publish, default options
 //                        (buffered), then a flush
 //   raw_publish_headers  the same through natsConnection_PublishMsg with the
@@ -23,19 +36,26 @@
 //
 // Scenarios run in --rounds interleaved rounds (so a noisy moment hits
 // baseline and gateway alike); each reports its median round, by p50 for
-// request scenarios and by throughput for publish scenarios, with "rounds".
+// sequential request scenarios and by throughput for publish scenarios and
+// rpc_async_64, with "rounds".
 //
-// Request scenarios are sequential (one call in flight): latency is the point.
-// Publish scenarios measure throughput; their latency is the cost of one
-// publish call. Every loop is bounded by a count and by --max_seconds.
+// Request scenarios other than rpc_async_64 are sequential (one call in
+// flight): latency is the point. Publish scenarios measure throughput; their
+// latency is the cost of one publish call. Every loop is bounded by a count
+// and by --max_seconds.
 #include <nats/nats.h>
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -50,6 +70,7 @@
 #include "absl/time/time.h"
 #include "harness/nats_server.h"
 #include "natsgw/connection.h"
+#include "natsgw/schemas/echo_natsgw.h"
 #include "natsgw/status_macros.h"
 
 ABSL_FLAG(std::string, nats_url, "",
@@ -59,6 +80,7 @@ ABSL_FLAG(std::string, scenarios, "",
 ABSL_FLAG(int, payload_bytes, 64, "Payload size of every message");
 ABSL_FLAG(int, requests, 5000, "Measured requests per request scenario");
 ABSL_FLAG(int, publishes, 200000, "Messages per publish scenario");
+ABSL_FLAG(int, async_calls, 20000, "Measured calls of rpc_async_64");
 ABSL_FLAG(int, warmup, 500, "Unmeasured operations before each scenario");
 ABSL_FLAG(double, max_seconds, 20, "Upper bound on each scenario's duration");
 ABSL_FLAG(int, rounds, 3,
@@ -74,7 +96,9 @@ struct Result {
   std::string scenario;
   int64_t ops = 0;
   double p50_us = 0;
+  double p90_us = 0;
   double p99_us = 0;
+  double max_us = 0;
   double ops_per_s = 0;
 };
 
@@ -90,7 +114,9 @@ Result Summarize(const std::string& scenario,
     return latencies_ns[i] / 1000.0;
   };
   r.p50_us = pct(0.50);
+  r.p90_us = pct(0.90);
   r.p99_us = pct(0.99);
+  r.max_us = latencies_ns.back() / 1000.0;
   const double seconds = std::chrono::duration<double>(wall).count();
   r.ops_per_s = seconds > 0 ? r.ops / seconds : 0;
   return r;
@@ -100,10 +126,10 @@ void Print(const Result& r, int payload_bytes, int rounds,
            const std::map<std::string, double>& extra = {}) {
   std::string line = absl::StrFormat(
       "{\"scenario\": \"%s\", \"payload_bytes\": %d, \"ops\": %d, "
-      "\"p50_us\": %.1f, \"p99_us\": %.1f, \"ops_per_s\": %.0f, "
-      "\"rounds\": %d",
-      r.scenario, payload_bytes, r.ops, r.p50_us, r.p99_us, r.ops_per_s,
-      rounds);
+      "\"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
+      "\"max_us\": %.1f, \"ops_per_s\": %.0f, \"rounds\": %d",
+      r.scenario, payload_bytes, r.ops, r.p50_us, r.p90_us, r.p99_us, r.max_us,
+      r.ops_per_s, rounds);
   for (const auto& [key, value] : extra) {
     absl::StrAppend(&line, absl::StrFormat(", \"%s\": %.3f", key, value));
   }
@@ -191,6 +217,7 @@ struct Config {
   std::string payload;
   int requests;
   int publishes;
+  int async_calls;
   int warmup;
   absl::Duration max;
 };
@@ -250,6 +277,248 @@ absl::StatusOr<Result> GatewayRequest(const Config& cfg) {
         ->Request("bench.gateway_request", cfg.payload, absl::Seconds(5))
         .status();
   });
+}
+
+// Answers Echo with the request's payload and tag, as a real service would
+// copy request fields into its reply.
+class EchoService final : public echo::EchoServiceBase {
+ public:
+  absl::StatusOr<flatbuffers::Offset<echo::EchoReply>> Echo(
+      const echo::EchoRequest& request, ServerContext& ctx) override {
+    flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
+    const flatbuffers::Vector<uint8_t>* payload = request.payload();
+    return echo::CreateEchoReply(
+        fbb,
+        payload != nullptr ? fbb.CreateVector(payload->data(), payload->size())
+                           : 0,
+        request.tag());
+  }
+};
+
+// An EchoService on a connection of its own plus a client on another, as two
+// services would be. Members are destroyed bottom-up: the client's
+// connection (failing calls still pending) before the service, the service
+// before its connection and its implementation.
+struct EchoRig {
+  EchoService impl;
+  std::unique_ptr<Connection> server_conn;
+  std::unique_ptr<Service> service;
+  std::unique_ptr<Connection> client_conn;
+  std::optional<echo::EchoClient> client;
+};
+
+absl::StatusOr<std::unique_ptr<EchoRig>> StartEcho(
+    const Config& cfg, const std::string& scenario) {
+  auto rig = std::make_unique<EchoRig>();
+  NATSGW_ASSIGN_OR_RETURN(rig->server_conn, Gateway(cfg));
+  // A subject of its own per scenario, like the other scenarios, and default
+  // serve options (handler inline on the delivery thread, as gateway_request).
+  TypedServiceOptions options;
+  options.subject_prefix = absl::StrCat("bench.", scenario);
+  options.name = absl::StrCat("bench_", scenario);
+  NATSGW_ASSIGN_OR_RETURN(rig->service,
+                          rig->impl.Start(*rig->server_conn, options));
+  NATSGW_ASSIGN_OR_RETURN(rig->client_conn, Gateway(cfg));
+  ClientOptions client_options;
+  client_options.subject_prefix = options.subject_prefix;
+  NATSGW_ASSIGN_OR_RETURN(
+      echo::EchoClient client,
+      echo::EchoClient::Create(*rig->client_conn, std::move(client_options)));
+  rig->client.emplace(std::move(client));
+  return rig;
+}
+
+flatbuffers::Offset<echo::EchoRequest> BuildEcho(
+    flatbuffers::FlatBufferBuilder& fbb, const std::string& payload,
+    uint64_t tag) {
+  return echo::CreateEchoRequest(
+      fbb,
+      fbb.CreateVector(reinterpret_cast<const uint8_t*>(payload.data()),
+                       payload.size()),
+      tag);
+}
+
+// A reply is only counted if it is the echo it should be (cheap next to the
+// call, and a broken service must not look fast).
+absl::Status CheckEcho(const absl::StatusOr<Response<echo::EchoReply>>& reply,
+                       const std::string& payload, uint64_t tag) {
+  if (!reply.ok()) return reply.status();
+  const flatbuffers::Vector<uint8_t>* echoed = (*reply)->payload();
+  if ((*reply)->tag() != tag ||
+      (echoed == nullptr ? 0 : echoed->size()) != payload.size()) {
+    return absl::InternalError("Echo reply does not match its request");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Result> RpcSync(const Config& cfg) {
+  NATSGW_ASSIGN_OR_RETURN(auto rig, StartEcho(cfg, "rpc_sync"));
+  const echo::EchoClient& client = *rig->client;
+  uint64_t tag = 0;
+  return Measure("rpc_sync", cfg.warmup, cfg.requests, cfg.max, [&]() {
+    ++tag;
+    auto build = [&](flatbuffers::FlatBufferBuilder& fbb) {
+      return BuildEcho(fbb, cfg.payload, tag);
+    };
+    return CheckEcho(client.Echo(build), cfg.payload, tag);
+  });
+}
+
+// Keeps a fixed number of EchoAsync calls in flight: every completion records
+// its call's latency and starts the next call, until `total` calls were
+// started or `stop_at` passed. Shared with the callbacks, and holding its own
+// copies of the client and payload, so it outlives every call even if Run()
+// gives up waiting (only the client's Connection must outlive the calls).
+//
+// Thread-safety: OnDone runs on natsgw's reply or timer thread, or on the
+// thread that started the call; the counters are guarded by mu_.
+class EchoPipeline : public std::enable_shared_from_this<EchoPipeline> {
+ public:
+  EchoPipeline(echo::EchoClient client, std::string payload, int total,
+               Clock::time_point stop_at)
+      : client_(std::move(client)),
+        payload_(std::move(payload)),
+        total_(total),
+        stop_at_(stop_at) {
+    latencies_.reserve(total);
+  }
+
+  // Starts `in_flight` calls and waits for the last completion, up to
+  // `stop_at` plus `drain` (every call ends within its timeout, so the bound
+  // is only hit if natsgw loses a call). Returns the latencies and the time
+  // from the first call to the last completion.
+  absl::Status Run(int in_flight, absl::Duration drain,
+                   std::vector<int64_t>& latencies, Clock::duration& wall) {
+    const Clock::time_point start = Clock::now();
+    int first;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      first = std::min(in_flight, total_);
+      issued_ = first;
+    }
+    for (int i = 0; i < first; ++i) Issue();
+    const Clock::time_point give_up =
+        stop_at_ + absl::ToChronoNanoseconds(drain);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      // The callbacks hand refills to this thread only when they would
+      // otherwise recurse (see OnDone).
+      cv_.wait_until(lock, give_up, [&] {
+        return deferred_ > 0 || (completed_ == issued_ && stopped());
+      });
+      if (deferred_ > 0) {
+        const int n = deferred_;
+        deferred_ = 0;
+        lock.unlock();
+        for (int i = 0; i < n; ++i) Issue();
+        lock.lock();
+        continue;
+      }
+      if (completed_ == issued_ && stopped()) break;
+      stop_ = true;
+      return absl::DeadlineExceededError(absl::StrCat(
+          "rpc_async_64: ", issued_ - completed_, " calls did not complete"));
+    }
+    wall = last_done_ - start;
+    latencies = std::move(latencies_);
+    return error_;
+  }
+
+ private:
+  // Nested refills beyond this depth go through Run()'s thread: a reply that
+  // arrives before EchoAsync returns completes on the calling thread, which
+  // would then start the next call from inside that completion.
+  static constexpr int kMaxDepth = 4;
+  static thread_local int depth_;
+
+  bool stopped() const { return stop_ || issued_ == total_; }
+
+  void Issue() {
+    const Clock::time_point t0 = Clock::now();
+    const uint64_t tag = static_cast<uint64_t>(t0.time_since_epoch().count());
+    auto build = [&](flatbuffers::FlatBufferBuilder& fbb) {
+      return BuildEcho(fbb, payload_, tag);
+    };
+    client_.EchoAsync(build,
+                      [self = shared_from_this(), t0,
+                       tag](absl::StatusOr<Response<echo::EchoReply>> reply) {
+                        self->OnDone(t0, tag, reply);
+                      });
+  }
+
+  void OnDone(Clock::time_point t0, uint64_t tag,
+              const absl::StatusOr<Response<echo::EchoReply>>& reply) {
+    const Clock::time_point t1 = Clock::now();
+    const absl::Status status = CheckEcho(reply, payload_, tag);
+    bool refill = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++completed_;
+      latencies_.push_back(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0)
+              .count());
+      last_done_ = t1;
+      if (!status.ok() && error_.ok()) error_ = status;
+      if (!status.ok() || t1 > stop_at_) stop_ = true;
+      if (!stopped()) {
+        ++issued_;
+        if (depth_ < kMaxDepth) {
+          refill = true;
+        } else {
+          ++deferred_;
+        }
+      }
+      // Under the lock: Run() may return and drop its reference right after.
+      if (deferred_ > 0 || (completed_ == issued_ && stopped())) {
+        cv_.notify_one();
+      }
+    }
+    if (refill) {
+      ++depth_;
+      Issue();
+      --depth_;
+    }
+  }
+
+  const echo::EchoClient client_;
+  const std::string payload_;
+  const int total_;
+  const Clock::time_point stop_at_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int issued_ = 0;      // Guarded by mu_: calls started or reserved.
+  int completed_ = 0;   // Guarded by mu_.
+  int deferred_ = 0;    // Guarded by mu_: reserved, for Run() to start.
+  bool stop_ = false;   // Guarded by mu_: start no more calls.
+  absl::Status error_;  // Guarded by mu_: the first failed call's.
+  Clock::time_point last_done_;     // Guarded by mu_.
+  std::vector<int64_t> latencies_;  // Guarded by mu_.
+};
+
+thread_local int EchoPipeline::depth_ = 0;
+
+constexpr int kAsyncInFlight = 64;  // The "64" of rpc_async_64.
+
+absl::StatusOr<Result> RpcAsync(const Config& cfg) {
+  NATSGW_ASSIGN_OR_RETURN(auto rig, StartEcho(cfg, "rpc_async_64"));
+  // Each call's timeout (ClientOptions::timeout) bounds how long a lost call
+  // can hold up the drain.
+  const absl::Duration drain =
+      rig->client->channel().options().timeout + absl::Seconds(5);
+  std::vector<int64_t> latencies;
+  Clock::duration wall{};
+  for (const auto& [calls, measured] :
+       {std::pair{cfg.warmup, false}, std::pair{cfg.async_calls, true}}) {
+    if (calls <= 0) continue;
+    auto pipeline = std::make_shared<EchoPipeline>(
+        *rig->client, cfg.payload, calls,
+        Clock::now() + absl::ToChronoNanoseconds(cfg.max));
+    NATSGW_RETURN_IF_ERROR(
+        pipeline->Run(kAsyncInFlight, drain, latencies, wall));
+    if (!measured) latencies.clear();
+  }
+  return Summarize("rpc_async_64", latencies, wall);
 }
 
 absl::StatusOr<Result> RawPublish(const Config& cfg) {
@@ -321,12 +590,15 @@ int Run() {
       std::string(std::max(0, absl::GetFlag(FLAGS_payload_bytes)), 'x');
   cfg.requests = absl::GetFlag(FLAGS_requests);
   cfg.publishes = absl::GetFlag(FLAGS_publishes);
+  cfg.async_calls = absl::GetFlag(FLAGS_async_calls);
   cfg.warmup = absl::GetFlag(FLAGS_warmup);
   cfg.max = absl::Seconds(absl::GetFlag(FLAGS_max_seconds));
 
   const std::vector<std::string> all = {
-      "raw_request_default", "raw_request_asap",    "gateway_request",
-      "raw_publish",         "raw_publish_headers", "gateway_publish"};
+      "raw_request_default", "raw_request_asap",
+      "gateway_request",     "rpc_sync",
+      "rpc_async_64",        "raw_publish",
+      "raw_publish_headers", "gateway_publish"};
   std::vector<std::string> chosen = all;
   if (!absl::GetFlag(FLAGS_scenarios).empty()) {
     chosen =
@@ -353,6 +625,8 @@ int Run() {
         r = RawRequest(cfg, scenario, false);
       if (scenario == "raw_request_asap") r = RawRequest(cfg, scenario, true);
       if (scenario == "gateway_request") r = GatewayRequest(cfg);
+      if (scenario == "rpc_sync") r = RpcSync(cfg);
+      if (scenario == "rpc_async_64") r = RpcAsync(cfg);
       if (scenario == "raw_publish") r = RawPublish(cfg);
       if (scenario == "raw_publish_headers") r = RawPublishHeaders(cfg);
       if (scenario == "gateway_publish") r = GatewayPublish(cfg);
@@ -365,14 +639,17 @@ int Run() {
     }
   }
 
-  // The median round of each scenario.
+  // The median round of each scenario: by throughput where throughput is
+  // the point (publishes, pipelined calls), by p50 for sequential requests.
   std::map<std::string, Result> results;
   for (auto& [scenario, list] : runs) {
-    const bool publish = absl::StrContains(scenario, "publish");
-    std::sort(
-        list.begin(), list.end(), [publish](const Result& a, const Result& b) {
-          return publish ? a.ops_per_s < b.ops_per_s : a.p50_us < b.p50_us;
-        });
+    const bool by_throughput =
+        absl::StrContains(scenario, "publish") || scenario == "rpc_async_64";
+    std::sort(list.begin(), list.end(),
+              [by_throughput](const Result& a, const Result& b) {
+                return by_throughput ? a.ops_per_s < b.ops_per_s
+                                     : a.p50_us < b.p50_us;
+              });
     results[scenario] = list[list.size() / 2];
   }
   const int payload_bytes = static_cast<int>(cfg.payload.size());
@@ -392,6 +669,20 @@ int Run() {
     if (scenario == "gateway_request") {
       ratio("raw_request_asap", "p50_ratio", &Result::p50_us);
       ratio("raw_request_default", "p50_ratio", &Result::p50_us);
+    }
+    if (scenario == "rpc_sync") {
+      // What the typed layer costs over raw nats.c, and over the untyped
+      // gateway it is built on.
+      ratio("raw_request_asap", "p50", &Result::p50_us);
+      ratio("raw_request_asap", "p99", &Result::p99_us);
+      ratio("gateway_request", "p50", &Result::p50_us);
+      ratio("gateway_request", "p99", &Result::p99_us);
+    }
+    if (scenario == "rpc_async_64") {
+      auto sync = results.find("rpc_sync");
+      if (sync != results.end() && sync->second.ops_per_s > 0) {
+        extra["async_vs_sync"] = r.ops_per_s / sync->second.ops_per_s;
+      }
     }
     if (scenario == "gateway_publish") {
       ratio("raw_publish", "ops_ratio", &Result::ops_per_s);

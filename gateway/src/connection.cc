@@ -385,6 +385,9 @@ void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
   // A different server may have a different limit.
   lane->RefreshMaxPayload(nc);
+  // nats.c has subscribed the inbox again; if it is still refused, the
+  // server says so again.
+  if (lane == lane->owner->rpc_.get()) lane->owner->mux_->RepliesAllowedAgain();
   lane->owner->Log(absl::LogSeverity::kInfo,
                    absl::StrCat("connected to NATS at ", LaneUrl(nc), " (",
                                 lane->name, " connection)"));
@@ -446,13 +449,10 @@ void Connection::Impl::FailDenied(absl::string_view detail) {
   } else if (std::optional<std::string> subject =
                  quoted_after("Subscription to \"");
              subject && *subject == mux_->inbox_subject()) {
-    mux_->FailWaiting(
-        "",
-        absl::PermissionDeniedError(absl::StrCat(
-            "the NATS server refused the reply subscription '", *subject,
-            "': no permission to subscribe to _INBOX.>, so no "
-            "reply can arrive")),
-        /*retryable=*/false);
+    mux_->RepliesDenied(absl::PermissionDeniedError(absl::StrCat(
+        "the NATS server refused the reply subscription '", *subject,
+        "': no permission to subscribe to _INBOX.>, so no reply can "
+        "arrive")));
   }
 }
 
@@ -776,10 +776,7 @@ void Connection::Impl::Shed(SubscriptionCore& core, const char* reply_to,
       " requests in flight reached its limit; retry later or elsewhere"));
   core.metrics().shed.Get().Increment();
   core.stats().RecordShed(result.status());
-  SendReply(core, reply_to, request, result);
-  core.metrics()
-      .server_request.For(result.status().code())
-      .Observe(Seconds(Since(start)));
+  SendReply(core, reply_to, request, result, start);
 }
 
 void Connection::Impl::EnqueueRequest(SubscriptionCore& core,
@@ -854,16 +851,14 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
   }
   const absl::Duration handler_time =
       ran ? Since(handler_start) : absl::ZeroDuration();
-  SendReply(core, reply_to, request, result,
+  SendReply(core, reply_to, request, result, start,
             ran ? std::optional<absl::Duration>(handler_time) : std::nullopt);
-  core.metrics()
-      .server_request.For(result.status().code())
-      .Observe(Seconds(Since(start)));
 }
 
 void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
                                  const Message& request,
                                  absl::StatusOr<Reply>& result,
+                                 SteadyClock::time_point start,
                                  std::optional<absl::Duration> handled_in) {
   // Build the reply; a reply the handler got wrong becomes an INTERNAL error
   // reply, so the caller always hears back.
@@ -899,10 +894,13 @@ void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
     metrics_->RecordError(Operation::kServe, result.status().code());
   }
   // Counted before the reply leaves, so that a caller who has the reply and
-  // asks $SRV.STATS next sees its request counted.
+  // asks $SRV.STATS or scrapes /metrics next sees its request counted.
   if (handled_in.has_value()) {
     core.stats().RecordHandled(*handled_in, result.status());
   }
+  core.metrics()
+      .server_request.For(result.status().code())
+      .Observe(Seconds(Since(start)));
   absl::Status sent = out.status();
   if (out.ok()) {
     if (natsStatus s = natsConnection_PublishMsg(rpc_->nc, out->get());

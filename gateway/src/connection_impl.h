@@ -232,12 +232,13 @@ class Connection::Impl {
   void Shed(internal::SubscriptionCore& core, const char* reply_to,
             const Message& request, std::chrono::steady_clock::time_point start,
             int in_flight);
-  // Sends the reply (or error reply) for a request; `result` is the outcome
-  // so far and is updated if the reply cannot be built. `handled_in`: the
-  // handler ran for that long (recorded in the endpoint's statistics before
-  // the reply is sent); unset when it did not run.
+  // Sends the reply (or error reply) for a request taken at `start`;
+  // `result` is the outcome so far and is updated if the reply cannot be
+  // built. `handled_in`: the handler ran for that long; unset when it did not
+  // run. Statistics and metrics are recorded before the reply is sent.
   void SendReply(internal::SubscriptionCore& core, const char* reply_to,
                  const Message& request, absl::StatusOr<Reply>& result,
+                 std::chrono::steady_clock::time_point start,
                  std::optional<absl::Duration> handled_in = std::nullopt);
   // Subscribes the request multiplexer's inbox, once.
   absl::Status EnsureReplySubscription();

@@ -125,9 +125,9 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
         &prometheus::BuildHistogram()
              .Name("natsgw_server_request_duration_seconds")
              .Help(
-                 "Time a served endpoint spent handling a request, from "
-                 "receipt to reply sent, by subject pattern and status "
-                 "code.")
+                 "Time a served endpoint spent on a request, from receipt "
+                 "to its reply being ready to send (queueing and handling), "
+                 "by subject pattern and status code.")
              .Register(r);
     m->handler_duration_ =
         &prometheus::BuildHistogram()

@@ -1,5 +1,7 @@
 #include "request_mux.h"
 
+#include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -61,12 +63,15 @@ size_t RequestMux::in_flight() const {
 }
 
 absl::Status RequestMux::Begin(CallSpec spec) {
-  auto call = std::make_shared<Call>(std::move(spec));
+  // Not make_shared: its single allocation would keep the whole Call (with
+  // the request's bytes) alive for as long as a timer's weak_ptr exists.
+  std::shared_ptr<Call> call(new Call(std::move(spec)));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutdown_) {
       return absl::UnavailableError("the natsgw connection is closed");
     }
+    if (!replies_denied_.ok()) return replies_denied_;
     active_.emplace(call.get(), call);
   }
   absl::Status sent = SendAttempt(call, call->spec.trace);
@@ -252,6 +257,25 @@ void RequestMux::FailWaiting(absl::string_view subject,
   for (const auto& call : hit) AttemptFailed(call, status, retryable);
 }
 
+void RequestMux::RepliesDenied(const absl::Status& status) {
+  std::vector<std::shared_ptr<Call>> hit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    replies_denied_ = status;
+    for (const auto& [ptr, call] : active_) {
+      for (uint64_t token : call->tokens) by_token_.erase(token);
+      call->outstanding = 0;
+      hit.push_back(call);
+    }
+  }
+  for (const auto& call : hit) AttemptFailed(call, status, /*retryable=*/false);
+}
+
+void RequestMux::RepliesAllowedAgain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  replies_denied_ = absl::OkStatus();
+}
+
 void RequestMux::Shutdown() {
   std::vector<std::shared_ptr<Call>> calls;
   {
@@ -272,14 +296,23 @@ void RequestMux::Shutdown() {
     timer_thread_.join();
   }
   std::lock_guard<std::mutex> lock(mu_);
-  while (!timers_.empty()) timers_.pop();
+  timers_.clear();
 }
 
 void RequestMux::AddTimerLocked(Clock::time_point when, TimerKind kind,
-                                std::shared_ptr<Call> call) {
-  const bool earliest = timers_.empty() || when < timers_.top().when;
-  timers_.push(Timer{when, kind, std::move(call)});
+                                const std::shared_ptr<Call>& call) {
+  const bool earliest = timers_.empty() || when < timers_.front().when;
+  timers_.push_back(Timer{when, kind, call});
+  std::push_heap(timers_.begin(), timers_.end(), std::greater<Timer>());
   if (earliest) timer_cv_.notify_one();
+  // Each live call has a deadline timer and at most a retry or hedge timer
+  // besides; anything well beyond that belongs to finished calls.
+  if (timers_.size() > 4 * active_.size() + 1024) PurgeTimersLocked();
+}
+
+void RequestMux::PurgeTimersLocked() {
+  std::erase_if(timers_, [](const Timer& t) { return t.call.expired(); });
+  std::make_heap(timers_.begin(), timers_.end(), std::greater<Timer>());
 }
 
 void RequestMux::TimerLoop() {
@@ -289,24 +322,26 @@ void RequestMux::TimerLoop() {
       timer_cv_.wait(lock);
       continue;
     }
-    const Clock::time_point when = timers_.top().when;
+    const Clock::time_point when = timers_.front().when;
     if (Clock::now() < when) {
       timer_cv_.wait_until(lock, when);
       continue;
     }
-    Timer timer = timers_.top();
-    timers_.pop();
-    if (timer.call->finished) continue;
+    std::pop_heap(timers_.begin(), timers_.end(), std::greater<Timer>());
+    Timer timer = std::move(timers_.back());
+    timers_.pop_back();
+    std::shared_ptr<Call> call = timer.call.lock();
+    if (call == nullptr || call->finished) continue;
     lock.unlock();
-    RunTimer(timer);
+    RunTimer(timer.kind, call);
+    call.reset();  // before relocking: its destructor may run user code
     lock.lock();
   }
 }
 
-void RequestMux::RunTimer(const Timer& timer) {
-  const std::shared_ptr<Call>& call = timer.call;
+void RequestMux::RunTimer(TimerKind kind, const std::shared_ptr<Call>& call) {
   const CallSpec& spec = call->spec;
-  switch (timer.kind) {
+  switch (kind) {
     case TimerKind::kDeadline: {
       absl::Status last;
       int attempts;

@@ -19,7 +19,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <queue>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -87,6 +86,13 @@ class RequestMux {
   void FailWaiting(absl::string_view subject, const absl::Status& status,
                    bool retryable);
 
+  // The server refused the inbox subscription: fail every waiting call with
+  // `status`, and every later Begin() too until RepliesAllowedAgain() (no
+  // reply could arrive). Atomic with Begin(), so no call slips in between.
+  void RepliesDenied(const absl::Status& status);
+  // After a reconnect nats.c subscribes the inbox again; it may be allowed.
+  void RepliesAllowedAgain();
+
   // Fails every call with UNAVAILABLE and stops the timer thread. Later
   // Begin() calls fail. Idempotent.
   void Shutdown();
@@ -97,10 +103,13 @@ class RequestMux {
  private:
   struct Call;
   enum class TimerKind { kDeadline, kRetry, kHedge };
+  // A timer does not keep its call alive: a call that finished (usually
+  // long before its deadline) is freed at once, and its timers are skipped
+  // when they come due or purged when they pile up.
   struct Timer {
     Clock::time_point when;
     TimerKind kind;
-    std::shared_ptr<Call> call;
+    std::weak_ptr<Call> call;
     bool operator>(const Timer& other) const { return when > other.when; }
   };
 
@@ -115,9 +124,11 @@ class RequestMux {
   void Finish(const std::shared_ptr<Call>& call,
               absl::StatusOr<Message> result);
   void AddTimerLocked(Clock::time_point when, TimerKind kind,
-                      std::shared_ptr<Call> call)
+                      const std::shared_ptr<Call>& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RunTimer(const Timer& timer);
+  // Drops the timers of finished calls once they outnumber the live ones.
+  void PurgeTimersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunTimer(TimerKind kind, const std::shared_ptr<Call>& call);
   void TimerLoop();
 
   Lane* const lane_;
@@ -129,13 +140,16 @@ class RequestMux {
   mutable std::mutex mu_;
   std::condition_variable timer_cv_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Non-OK while the server refuses the inbox subscription.
+  absl::Status replies_denied_ ABSL_GUARDED_BY(mu_);
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Call>> by_token_
       ABSL_GUARDED_BY(mu_);
   std::unordered_map<const Call*, std::shared_ptr<Call>> active_
       ABSL_GUARDED_BY(mu_);
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_
-      ABSL_GUARDED_BY(mu_);
+  // A min-heap on `when` (std::greater); a plain vector rather than a
+  // std::priority_queue so that PurgeTimersLocked can filter it.
+  std::vector<Timer> timers_ ABSL_GUARDED_BY(mu_);
   std::thread timer_thread_;
 };
 

@@ -10,16 +10,26 @@ namespace internal {
 namespace {
 
 // Runs `fn` and turns an exception from application code into INTERNAL: it
-// must not unwind through natsgw's delivery or worker threads.
-template <class T, class Fn>
-absl::StatusOr<T> CatchAll(absl::string_view what, Fn&& fn) {
+// must not unwind through natsgw's delivery or worker threads. `what(out)`
+// appends the culprit's name; it runs only when something was thrown, so
+// the hot path builds no string.
+template <class T, class Fn, class What>
+absl::StatusOr<T> CatchAll(What what, Fn&& fn) {
   try {
     return fn();
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, " threw: ", e.what()));
+    std::string message;
+    what(message);
+    return absl::InternalError(absl::StrCat(message, " threw: ", e.what()));
   } catch (...) {
-    return absl::InternalError(absl::StrCat(what, " threw"));
+    std::string message;
+    what(message);
+    return absl::InternalError(absl::StrCat(message, " threw"));
   }
+}
+
+auto Named(absl::string_view name) {
+  return [name](std::string& out) { out.append(name.data(), name.size()); };
 }
 
 }  // namespace
@@ -34,8 +44,10 @@ absl::Status InvalidRequest(const MethodDescriptor& method,
 absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
                                          const Message& request,
                                          TypedInvoke invoke) {
-  const absl::Time start = absl::Now();
   const MethodDescriptor& method = *state.method;
+  // Only interceptors are told how long the request took.
+  const bool intercepted = !state.interceptors.empty();
+  const absl::Time start = intercepted ? absl::Now() : absl::InfinitePast();
   BuilderLease lease;
   ServerContext ctx(method, request, lease.builder());
 
@@ -43,7 +55,7 @@ absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
   size_t started = 0;
   absl::Status status;
   for (const auto& interceptor : state.interceptors) {
-    status = CatchAll<bool>("server interceptor OnStart",
+    status = CatchAll<bool>(Named("server interceptor OnStart"),
                             [&]() -> absl::StatusOr<bool> {
                               absl::Status s = interceptor->OnStart(ctx);
                               if (!s.ok()) return s;
@@ -66,17 +78,17 @@ absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
     }
     absl::StatusOr<flatbuffers::uoffset_t> root =
         CatchAll<flatbuffers::uoffset_t>(
-            absl::StrCat("handler of ", method.full_service_name, ".",
-                         method.method),
+            [&method](std::string& out) {
+              absl::StrAppend(&out, "handler of ", method.full_service_name,
+                              ".", method.method);
+            },
             [&] { return invoke(data, request.data.size(), ctx); });
     if (!root.ok()) {
       status = root.status();
     } else {
       flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
-      status = FinishWithIdentifier(
-          fbb, *root, method.file_identifier,
-          absl::StrCat("reply of ", method.full_service_name, ".",
-                       method.method));
+      status = FinishWithIdentifier(fbb, *root, method.file_identifier,
+                                    method.response_type);
       if (!status.ok()) {
         // The handler's bug, not the caller's.
         status = absl::InternalError(status.message());
@@ -88,9 +100,10 @@ absl::StatusOr<Reply> HandleTypedRequest(const TypedEndpointState& state,
   }
   if (!status.ok()) result = status;
 
-  const absl::Duration duration = absl::Now() - start;
+  const absl::Duration duration =
+      intercepted ? absl::Now() - start : absl::ZeroDuration();
   for (size_t i = started; i-- > 0;) {
-    (void)CatchAll<bool>("server interceptor OnFinish", [&] {
+    (void)CatchAll<bool>(Named("server interceptor OnFinish"), [&] {
       state.interceptors[i]->OnFinish(ctx, status, duration);
       return true;
     });

@@ -49,8 +49,10 @@
 #ifndef NATSGW_RPC_CLIENT_H_
 #define NATSGW_RPC_CLIENT_H_
 
+#include <condition_variable>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -175,6 +177,29 @@ class ClientCall {
   SendInfo sent_;
 };
 
+// Where a blocking Call waits for its completion (on the caller's stack).
+struct CallWaiter {
+  // Stores the outcome and wakes Wait(). Notifies under the lock: the
+  // waiter's frame may be gone as soon as the lock is released.
+  void Complete(std::shared_ptr<ClientCall> c, absl::StatusOr<Message> r) {
+    std::lock_guard<std::mutex> lock(mu);
+    call = std::move(c);
+    reply = std::move(r);
+    done = true;
+    cv.notify_one();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [this] { return done; });
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;  // Guarded by mu.
+  std::shared_ptr<ClientCall> call;
+  absl::StatusOr<Message> reply;
+};
+
 // Receives the raw reply of a call, or the error that ended it early,
 // exactly once; it must pass both to CompleteCall (which runs OnFinish).
 using RawDone = absl::AnyInvocable<void(std::shared_ptr<ClientCall> call,
@@ -234,22 +259,18 @@ class RpcChannel {
   absl::StatusOr<Response<Resp>> Call(const MethodDescriptor& method,
                                       RequestBuilder<Req> build,
                                       const CallOptions& options = {}) const {
-    struct Raw {
-      std::shared_ptr<internal::ClientCall> call;
-      absl::StatusOr<Message> reply;
-    };
-    std::promise<Raw> promise;
-    std::future<Raw> future = promise.get_future();
-    internal::StartCall(
-        state_, method, options, FinishRequest<Req>(method, build),
-        [promise = std::move(promise)](
-            std::shared_ptr<internal::ClientCall> call,
-            absl::StatusOr<Message> reply) mutable {
-          promise.set_value(Raw{std::move(call), std::move(reply)});
-        });
-    Raw raw = future.get();
+    // On this thread's stack rather than a promise/future: the completion
+    // captures one pointer, so nothing is allocated for the wait.
+    internal::CallWaiter waiter;
+    internal::StartCall(state_, method, options,
+                        FinishRequest<Req>(method, build),
+                        [&waiter](std::shared_ptr<internal::ClientCall> call,
+                                  absl::StatusOr<Message> reply) {
+                          waiter.Complete(std::move(call), std::move(reply));
+                        });
+    waiter.Wait();
     // Verification and OnFinish run here, on the caller's thread.
-    return internal::CompleteCall<Resp>(*raw.call, std::move(raw.reply));
+    return internal::CompleteCall<Resp>(*waiter.call, std::move(waiter.reply));
   }
 
   // Sends the request; the future becomes ready with the verified reply or

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -145,28 +146,56 @@ Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin) {
   const int len = natsMsg_GetDataLength(msg);
   if (data != nullptr && len > 0) m.data.assign(data, static_cast<size_t>(len));
 
+  // natsgw's own headers are picked out in the same pass that copies them
+  // (indexes into m.headers), instead of a case-insensitive scan per name.
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  size_t traceparent = kNone, tracestate = kNone, message_id = kNone,
+         sent_at = kNone, timeout = kNone;
   const char** keys = nullptr;
   int key_count = 0;
   if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
+    m.headers.reserve(static_cast<size_t>(key_count));
     for (int i = 0; i < key_count; ++i) {
       const char** values = nullptr;
       int value_count = 0;
-      if (natsMsgHeader_Values(msg, keys[i], &values, &value_count) ==
+      if (natsMsgHeader_Values(msg, keys[i], &values, &value_count) !=
           NATS_OK) {
-        for (int j = 0; j < value_count; ++j) {
-          m.headers.Add(keys[i], values[j] != nullptr ? values[j] : "");
-        }
-        std::free(values);
+        continue;
       }
+      const absl::string_view key(keys[i]);
+      size_t* slot = nullptr;
+      if (absl::EqualsIgnoreCase(key, kTraceParentHeader)) {
+        slot = &traceparent;
+      } else if (absl::EqualsIgnoreCase(key, kTraceStateHeader)) {
+        slot = &tracestate;
+      } else if (absl::EqualsIgnoreCase(key, kMessageIdHeader)) {
+        slot = &message_id;
+      } else if (absl::EqualsIgnoreCase(key, kSentAtHeader)) {
+        slot = &sent_at;
+      } else if (absl::EqualsIgnoreCase(key, kTimeoutHeader)) {
+        slot = &timeout;
+      }
+      // First value wins, as with Headers::Get.
+      if (slot != nullptr && *slot == kNone && value_count > 0) {
+        *slot = m.headers.size();
+      }
+      for (int j = 0; j < value_count; ++j) {
+        m.headers.Add(key, values[j] != nullptr ? values[j] : "");
+      }
+      std::free(values);
     }
     std::free(keys);
   }
+  auto value_at = [&m](size_t index) -> std::optional<absl::string_view> {
+    if (index == kNone) return std::nullopt;
+    return absl::string_view((m.headers.begin() + index)->value);
+  };
 
   // Trace: the sender's, if well-formed; otherwise a new root (and the raw
   // value is never forwarded).
   TraceOrigin trace_origin = TraceOrigin::kMissing;
-  if (std::optional<absl::string_view> tp = m.headers.Get(kTraceParentHeader)) {
-    absl::string_view state = m.headers.Get(kTraceStateHeader).value_or("");
+  if (std::optional<absl::string_view> tp = value_at(traceparent)) {
+    absl::string_view state = value_at(tracestate).value_or("");
     absl::StatusOr<TraceContext> parsed = TraceContext::Parse(*tp, state);
     if (parsed.ok()) {
       m.trace = *std::move(parsed);
@@ -181,15 +210,15 @@ Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin) {
   }
   if (origin != nullptr) *origin = trace_origin;
 
-  if (std::optional<absl::string_view> id = m.headers.Get(kMessageIdHeader)) {
+  if (std::optional<absl::string_view> id = value_at(message_id)) {
     m.message_id = std::string(*id);
   }
   int64_t number = 0;
-  if (std::optional<absl::string_view> sent = m.headers.Get(kSentAtHeader);
+  if (std::optional<absl::string_view> sent = value_at(sent_at);
       sent && absl::SimpleAtoi(*sent, &number) && number > 0) {
     m.sent_at = absl::FromUnixNanos(number);
   }
-  if (std::optional<absl::string_view> budget = m.headers.Get(kTimeoutHeader);
+  if (std::optional<absl::string_view> budget = value_at(timeout);
       budget && absl::SimpleAtoi(*budget, &number)) {
     m.deadline = received_at + absl::Microseconds(number < 0 ? 0 : number);
   }

@@ -318,6 +318,16 @@ void RequestMux::PurgeTimersLocked() {
 void RequestMux::TimerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!shutdown_) {
+    // Timers of finished calls at the top need no wake-up: drop them now,
+    // so that the thread sleeps until the next timer that matters. (Most
+    // calls finish long before their deadline; waking for each of their
+    // deadlines would cost one wake-up per call.)
+    while (!timers_.empty()) {
+      std::shared_ptr<Call> top = timers_.front().call.lock();
+      if (top != nullptr && !top->finished) break;
+      std::pop_heap(timers_.begin(), timers_.end(), std::greater<Timer>());
+      timers_.pop_back();
+    }
     if (timers_.empty()) {
       timer_cv_.wait(lock);
       continue;

@@ -70,63 +70,64 @@ void LatencyHistogram::Reset() {
   for (auto& b : buckets_) b.store(0, std::memory_order_relaxed);
 }
 
-void EndpointStatsRecorder::SetLastError(const absl::Status& status) {
-  num_errors_.fetch_add(1, std::memory_order_relaxed);
+void EndpointStatsRecorder::SetLastErrorLocked(const absl::Status& status) {
+  ++num_errors_;
   // "<code>:<description>", as nats.go formats service errors.
-  std::string text = absl::StrCat(ServiceErrorCodeFromStatusCode(status.code()),
-                                  ":", status.message());
-  std::lock_guard<std::mutex> lock(mu_);
-  last_error_ = std::move(text);
+  last_error_ = absl::StrCat(ServiceErrorCodeFromStatusCode(status.code()), ":",
+                             status.message());
 }
 
 void EndpointStatsRecorder::RecordHandled(absl::Duration duration,
                                           const absl::Status& status) {
   const int64_t ns = absl::ToInt64Nanoseconds(duration);
-  num_requests_.fetch_add(1, std::memory_order_relaxed);
-  processing_ns_.fetch_add(ns, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++num_requests_;
+  processing_ns_ += ns;
   histogram_.Record(ns);
-  if (!status.ok()) SetLastError(status);
+  if (!status.ok()) SetLastErrorLocked(status);
 }
 
 void EndpointStatsRecorder::RecordShed(const absl::Status& status) {
-  shed_.fetch_add(1, std::memory_order_relaxed);
-  SetLastError(status);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++shed_;
+  SetLastErrorLocked(status);
 }
 
 void EndpointStatsRecorder::RecordExpired(const absl::Status& status) {
-  expired_.fetch_add(1, std::memory_order_relaxed);
-  SetLastError(status);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++expired_;
+  SetLastErrorLocked(status);
 }
 
 void EndpointStatsRecorder::RecordError(const absl::Status& status) {
-  SetLastError(status);
+  std::lock_guard<std::mutex> lock(mu_);
+  SetLastErrorLocked(status);
 }
 
 EndpointStats EndpointStatsRecorder::Snapshot() const {
   EndpointStats s;
-  s.num_requests = num_requests_.load(std::memory_order_relaxed);
-  s.num_errors = num_errors_.load(std::memory_order_relaxed);
-  s.processing_time =
-      absl::Nanoseconds(processing_ns_.load(std::memory_order_relaxed));
-  s.shed = shed_.load(std::memory_order_relaxed);
-  s.expired = expired_.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mu_);
+  s.num_requests = num_requests_;
+  s.num_errors = num_errors_;
+  s.processing_time = absl::Nanoseconds(processing_ns_);
+  s.shed = shed_;
+  s.expired = expired_;
   s.p50 = absl::Nanoseconds(histogram_.Quantile(0.5));
   s.p90 = absl::Nanoseconds(histogram_.Quantile(0.9));
   s.p99 = absl::Nanoseconds(histogram_.Quantile(0.99));
   s.p999 = absl::Nanoseconds(histogram_.Quantile(0.999));
-  std::lock_guard<std::mutex> lock(mu_);
   s.last_error = last_error_;
   return s;
 }
 
 void EndpointStatsRecorder::Reset() {
-  num_requests_.store(0, std::memory_order_relaxed);
-  num_errors_.store(0, std::memory_order_relaxed);
-  processing_ns_.store(0, std::memory_order_relaxed);
-  shed_.store(0, std::memory_order_relaxed);
-  expired_.store(0, std::memory_order_relaxed);
-  histogram_.Reset();
   std::lock_guard<std::mutex> lock(mu_);
+  num_requests_ = 0;
+  num_errors_ = 0;
+  processing_ns_ = 0;
+  shed_ = 0;
+  expired_ = 0;
+  histogram_.Reset();
   last_error_.clear();
 }
 

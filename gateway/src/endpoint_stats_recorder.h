@@ -1,11 +1,12 @@
-// Per-endpoint statistics of a served endpoint (natsgw::EndpointStats), kept
-// with atomics so that recording costs a few uncontended increments.
+// Per-endpoint statistics of a served endpoint (natsgw::EndpointStats).
 //
 // Handler times go into a log-linear histogram (32 sub-buckets per power of
 // two of nanoseconds, i.e. within ~3%), from which percentiles are read.
 //
-// Thread-safety: thread-safe. A snapshot taken while requests are recorded
-// may mix counts from just before and just after a request.
+// Thread-safety: thread-safe. Recording one request, Reset() and Snapshot()
+// are atomic with respect to each other (one uncontended mutex per request,
+// next to a NATS round trip): a snapshot never shows half a request, and a
+// reset never leaves half of one behind.
 #ifndef NATSGW_GATEWAY_SRC_ENDPOINT_STATS_RECORDER_H_
 #define NATSGW_GATEWAY_SRC_ENDPOINT_STATS_RECORDER_H_
 
@@ -59,15 +60,16 @@ class EndpointStatsRecorder {
   void Reset();
 
  private:
-  void SetLastError(const absl::Status& status);
+  void SetLastErrorLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::atomic<int64_t> num_requests_{0};
-  std::atomic<int64_t> num_errors_{0};
-  std::atomic<int64_t> processing_ns_{0};
-  std::atomic<int64_t> shed_{0};
-  std::atomic<int64_t> expired_{0};
-  LatencyHistogram histogram_;
   mutable std::mutex mu_;
+  int64_t num_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t num_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t processing_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t shed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t expired_ ABSL_GUARDED_BY(mu_) = 0;
+  LatencyHistogram histogram_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
 };
 

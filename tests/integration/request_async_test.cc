@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
+#include "harness/sync_points.h"
 #include "natsgw/connection.h"
 #include "natsgw/service_error.h"
 #include "natsgw/subscription.h"
@@ -26,6 +27,7 @@
 namespace natsgw {
 namespace {
 
+using ::natsgw::testing::Gate;
 using ::natsgw::testing::NatsServerTest;
 using ::testing::HasSubstr;
 
@@ -56,25 +58,6 @@ class Results {
   std::condition_variable cv_;
   std::vector<std::pair<int, absl::StatusOr<Message>>> results_
       ABSL_GUARDED_BY(mu_);
-};
-
-// A gate handlers wait at until the test opens it.
-class Gate {
- public:
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(kWait), [&] { return open_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class RequestAsyncTest : public NatsServerTest {

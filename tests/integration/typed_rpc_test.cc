@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
+#include "harness/sync_points.h"
 #include "natsgw/connection.h"
 #include "natsgw/interceptor.h"
 #include "natsgw/rpc_client.h"
@@ -38,6 +39,8 @@ using ::natsgw::echo::EchoClient;
 using ::natsgw::echo::EchoReply;
 using ::natsgw::echo::EchoRequest;
 using ::natsgw::echo::EchoServiceBase;
+using ::natsgw::testing::Gate;
+using ::natsgw::testing::Latch;
 using ::natsgw::testing::NatsServerTest;
 using ::natsgw::users::RegisterUserReply;
 using ::natsgw::users::RegisterUserRequest;
@@ -47,49 +50,6 @@ using ::testing::HasSubstr;
 
 // Bounds every wait of the test thread; never reached when things work.
 constexpr absl::Duration kWait = absl::Seconds(20);
-
-// A gate handlers wait at until the test opens it (or kWait passes).
-class Gate {
- public:
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(kWait), [&] { return open_; });
-  }
-  bool is_open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return open_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-// Counts down to zero; the test thread waits for it.
-class Latch {
- public:
-  explicit Latch(int n) : n_(n) {}
-  void CountDown() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--n_ <= 0) cv_.notify_all();
-  }
-  bool Wait(absl::Duration timeout = kWait) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                        [&] { return n_ <= 0; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int n_;
-};
 
 // What an Echo handler saw of one request.
 struct Seen {

@@ -421,6 +421,10 @@ TEST_F(TypedRpcTest, RequestThatExpiredWhileQueuedIsSkippedAndCounted) {
   short_budget.retry = RetryPolicy{};  // one attempt: the point is expiry
   auto expired = client->Echo(EchoOf("second", 2), short_budget);
   EXPECT_EQ(expired.status().code(), absl::StatusCode::kDeadlineExceeded);
+  // The server's deadline is its receive time plus the budget left at
+  // sending, so it trails the caller's by the request's transit time: let
+  // that pass before the worker may pick the request up.
+  absl::SleepFor(absl::Milliseconds(500));
   gate.Open();
   ASSERT_EQ(blocked.wait_for(absl::ToChronoNanoseconds(kWait)),
             std::future_status::ready);

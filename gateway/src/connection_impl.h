@@ -116,8 +116,6 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   // Null unless serve_options().workers > 0.
   WorkerPool* pool() { return pool_.get(); }
   EndpointStatsRecorder& stats() { return stats_; }
-  // Requests queued or running (inline mode: the one running, if any).
-  std::atomic<int>& inline_in_flight() { return inline_in_flight_; }
 
  private:
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg,
@@ -135,7 +133,6 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   const ServeOptions serve_;
   std::unique_ptr<WorkerPool> pool_;
   EndpointStatsRecorder stats_;
-  std::atomic<int> inline_in_flight_{0};
 
   mutable std::mutex mu_;
   natsSubscription* sub_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -164,13 +165,7 @@ std::string CppName(const flatbuffers::Definition& def) {
 }
 
 std::string CppStringLiteral(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
+  return absl::StrCat("\"", absl::CEscape(s), "\"");
 }
 
 std::string IncludeGuard(const std::string& prefix, const std::string& stem) {

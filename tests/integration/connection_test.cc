@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
@@ -28,7 +29,7 @@
 namespace natsgw {
 namespace {
 
-using ::natsgw::testing::NatsServerTest;
+using ::natsgw::testing::GatewayTest;
 using ::natsgw::testing::RawMessage;
 using ::natsgw::testing::RawNatsClient;
 using ::testing::HasSubstr;
@@ -64,38 +65,13 @@ class Inbox {
   std::vector<Message> messages_ ABSL_GUARDED_BY(mu_);
 };
 
-std::string Scrape(prometheus::Registry& registry) {
-  return prometheus::TextSerializer().Serialize(registry.Collect());
-}
-
-class ConnectionTest : public NatsServerTest {
+class ConnectionTest : public GatewayTest {
  protected:
-  ConnectionOptions Options() {
-    ConnectionOptions options;
-    options.servers = {server().url()};
-    options.name = "connection-test";
-    options.registry = registry_;
-    options.logger =
-        std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
-    return options;
-  }
-
-  std::unique_ptr<Connection> Connect() { return Connect(Options()); }
-  std::unique_ptr<Connection> Connect(ConnectionOptions options) {
-    absl::StatusOr<std::unique_ptr<Connection>> conn =
-        Connection::Create(std::move(options));
-    EXPECT_TRUE(conn.ok()) << conn.status();
-    return conn.ok() ? *std::move(conn) : nullptr;
-  }
-
   std::unique_ptr<RawNatsClient> Raw() {
     auto raw = RawNatsClient::Connect(server().url());
     EXPECT_TRUE(raw.ok()) << raw.status();
     return raw.ok() ? *std::move(raw) : nullptr;
   }
-
-  std::shared_ptr<prometheus::Registry> registry_ =
-      std::make_shared<prometheus::Registry>();
 };
 
 // ---------------------------------------------------------------------------
@@ -178,7 +154,7 @@ TEST_F(ConnectionTest, PublishCarriesTraceMessageIdTimestampAndHeaders) {
   EXPECT_NE(second->message_id, sent->message_id);
   EXPECT_NE(second->trace.trace_id(), sent->trace.trace_id());
 
-  const std::string text = Scrape(*registry_);
+  const std::string text = Scrape();
   EXPECT_THAT(
       text,
       HasSubstr(
@@ -354,7 +330,7 @@ TEST_F(ConnectionTest, BadInputIsRejectedAndNothingReachesTheWire) {
   EXPECT_EQ(wire[0].subject, "sentinel");
   EXPECT_EQ(conn->state(), ConnectionState::kConnected);
 
-  EXPECT_THAT(Scrape(*registry_),
+  EXPECT_THAT(Scrape(),
               HasSubstr("natsgw_errors_total{code=\"INVALID_ARGUMENT\","
                         "operation=\"publish\"} 10"));
 }
@@ -390,7 +366,7 @@ TEST_F(ConnectionTest, RequestReplyRoundTripContinuesTheTrace) {
   EXPECT_EQ(reply->message_id.size(), kMessageIdLength);
   EXPECT_TRUE(saw_deadline);
 
-  const std::string text = Scrape(*registry_);
+  const std::string text = Scrape();
   EXPECT_THAT(text, HasSubstr("natsgw_client_request_duration_seconds_count{"
                               "code=\"OK\",subject=\"echo.Echo\"} 1"));
   EXPECT_THAT(text, HasSubstr("natsgw_server_request_duration_seconds_count{"
@@ -424,7 +400,7 @@ TEST_F(ConnectionTest, HandlerStatusReachesTheCallerWithSameCodeAndMessage) {
   EXPECT_EQ(wire.headers.find("Nats-Service-Error-Code")->second, "404");
   EXPECT_EQ(wire.headers.find("Natsgw-Status")->second, "5");
 
-  EXPECT_THAT(Scrape(*registry_),
+  EXPECT_THAT(Scrape(),
               HasSubstr("natsgw_server_request_duration_seconds_count{code="
                         "\"NOT_FOUND\",subject=\"users.Get\"} 1"));
 }
@@ -476,7 +452,7 @@ TEST_F(ConnectionTest, ExpiredRequestIsAnsweredWithoutCallingTheHandler) {
   EXPECT_THAT(reply->headers.find("Nats-Service-Error")->second,
               HasSubstr("expired before it was handled"));
   EXPECT_EQ(calls.load(), 0);
-  EXPECT_THAT(Scrape(*registry_),
+  EXPECT_THAT(Scrape(),
               HasSubstr("natsgw_errors_total{code=\"DEADLINE_EXCEEDED\","
                         "operation=\"serve\"} 1"));
 }
@@ -552,7 +528,7 @@ TEST_F(ConnectionTest, InvalidIncomingTraceIsReplacedNeverForwarded) {
                 ->trace_id(),
             TraceContext::Parse(forwarded)->trace_id());
   EXPECT_THAT(
-      Scrape(*registry_),
+      Scrape(),
       HasSubstr("natsgw_trace_context_replaced_total{reason=\"invalid\"} 1"));
 }
 
@@ -612,11 +588,11 @@ TEST_F(ConnectionTest, PublishToAnEndpointDoesNotCallTheHandler) {
   ASSERT_TRUE(conn->Publish("svc.Op", "not a request").ok());
   ASSERT_TRUE(conn->Flush(kWait).ok());
   absl::Time deadline = absl::Now() + kWait;
-  while (!absl::StrContains(Scrape(*registry_), "operation=\"serve\"") &&
+  while (!absl::StrContains(Scrape(), "operation=\"serve\"") &&
          absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  EXPECT_THAT(Scrape(*registry_),
+  EXPECT_THAT(Scrape(),
               HasSubstr("natsgw_errors_total{code=\"INVALID_ARGUMENT\","
                         "operation=\"serve\"} 1"));
   EXPECT_EQ(calls.load(), 0);

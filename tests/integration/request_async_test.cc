@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
@@ -28,7 +29,7 @@ namespace natsgw {
 namespace {
 
 using ::natsgw::testing::Gate;
-using ::natsgw::testing::NatsServerTest;
+using ::natsgw::testing::GatewayTest;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(20);
@@ -60,31 +61,7 @@ class Results {
       ABSL_GUARDED_BY(mu_);
 };
 
-class RequestAsyncTest : public NatsServerTest {
- protected:
-  ConnectionOptions Options() {
-    ConnectionOptions options;
-    options.servers = {server().url()};
-    options.registry = registry_;
-    options.logger =
-        std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
-    return options;
-  }
-  std::unique_ptr<Connection> Connect(ConnectionOptions options) {
-    absl::StatusOr<std::unique_ptr<Connection>> conn =
-        Connection::Create(std::move(options));
-    EXPECT_TRUE(conn.ok()) << conn.status();
-    return conn.ok() ? *std::move(conn) : nullptr;
-  }
-  std::unique_ptr<Connection> Connect() { return Connect(Options()); }
-
-  std::string Scrape() {
-    return prometheus::TextSerializer().Serialize(registry_->Collect());
-  }
-
-  std::shared_ptr<prometheus::Registry> registry_ =
-      std::make_shared<prometheus::Registry>();
-};
+class RequestAsyncTest : public GatewayTest {};
 
 RequestHandler Echo() {
   return [](const Message& m) -> absl::StatusOr<Reply> {

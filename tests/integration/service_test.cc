@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
@@ -27,7 +28,7 @@
 namespace natsgw {
 namespace {
 
-using ::natsgw::testing::NatsServerTest;
+using ::natsgw::testing::GatewayTest;
 using ::natsgw::testing::RawMessage;
 using ::natsgw::testing::RawNatsClient;
 using ::nlohmann::json;
@@ -45,19 +46,15 @@ absl::Time ParseRfc3339(const std::string& text) {
   return t;
 }
 
-class ServiceTest : public NatsServerTest {
+class ServiceTest : public GatewayTest {
  protected:
   std::unique_ptr<Connection> Connect(MessageLimits limits = {}) {
-    ConnectionOptions options;
-    options.servers = {server().url()};
-    options.name = "service-test";
+    ConnectionOptions options = Options();
     options.limits = limits;
-    options.logger =
-        std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
-    absl::StatusOr<std::unique_ptr<Connection>> conn =
-        Connection::Create(std::move(options));
-    EXPECT_TRUE(conn.ok()) << conn.status();
-    return conn.ok() ? *std::move(conn) : nullptr;
+    // A private registry per connection (Connection::registry()): tests
+    // tell what the serving side counted from what the asking side did.
+    options.registry = nullptr;
+    return GatewayTest::Connect(std::move(options));
   }
 
   // "orders": "create" echoes in the default queue group "q" on a worker

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gateway_test_fixture.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
 #include "harness/subprocess.h"
@@ -41,7 +42,7 @@
 namespace natsgw {
 namespace {
 
-using ::natsgw::testing::NatsServerTest;
+using ::natsgw::testing::GatewayTest;
 using ::natsgw::testing::ProcessResult;
 using ::natsgw::testing::RunProcess;
 
@@ -80,10 +81,10 @@ absl::StatusOr<std::string> FindNode() {
                                           ") and $NATSGW_NODE is not set"));
 }
 
-class ServicesInteropTest : public NatsServerTest {
+class ServicesInteropTest : public GatewayTest {
  protected:
   void SetUp() override {
-    NatsServerTest::SetUp();
+    GatewayTest::SetUp();
     if (HasFatalFailure()) return;
     interop_dir_ = absl::StrCat(NATSGW_SOURCE_DIR, "/tests/interop");
     absl::StatusOr<std::string> node = FindNode();
@@ -102,18 +103,6 @@ class ServicesInteropTest : public NatsServerTest {
              "(./scripts/test does it, see natsgw_install_npm in "
              "scripts/lib/setup.sh)";
     }
-  }
-
-  std::unique_ptr<Connection> Connect() {
-    ConnectionOptions options;
-    options.servers = {server().url()};
-    options.name = "services-interop-test";
-    options.logger =
-        std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
-    absl::StatusOr<std::unique_ptr<Connection>> conn =
-        Connection::Create(std::move(options));
-    EXPECT_TRUE(conn.ok()) << conn.status();
-    return conn.ok() ? *std::move(conn) : nullptr;
   }
 
   // Runs services_check.js against `service`, one of `instances` instances

@@ -19,6 +19,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
@@ -40,8 +41,8 @@ using ::natsgw::echo::EchoReply;
 using ::natsgw::echo::EchoRequest;
 using ::natsgw::echo::EchoServiceBase;
 using ::natsgw::testing::Gate;
+using ::natsgw::testing::GatewayTest;
 using ::natsgw::testing::Latch;
-using ::natsgw::testing::NatsServerTest;
 using ::natsgw::users::RegisterUserReply;
 using ::natsgw::users::RegisterUserRequest;
 using ::natsgw::users::UsersClient;
@@ -120,29 +121,7 @@ std::string PayloadOf(const EchoReply& reply) {
                      reply.payload()->size());
 }
 
-class TypedRpcTest : public NatsServerTest {
- protected:
-  ConnectionOptions Options() {
-    ConnectionOptions options;
-    options.servers = {server().url()};
-    options.registry = registry_;
-    options.logger =
-        std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
-    return options;
-  }
-  std::unique_ptr<Connection> Connect() {
-    absl::StatusOr<std::unique_ptr<Connection>> conn =
-        Connection::Create(Options());
-    EXPECT_TRUE(conn.ok()) << conn.status();
-    return conn.ok() ? *std::move(conn) : nullptr;
-  }
-  std::string Scrape() {
-    return prometheus::TextSerializer().Serialize(registry_->Collect());
-  }
-
-  std::shared_ptr<prometheus::Registry> registry_ =
-      std::make_shared<prometheus::Registry>();
-};
+class TypedRpcTest : public GatewayTest {};
 
 // ---------------------------------------------------------------------------
 // Round trips.

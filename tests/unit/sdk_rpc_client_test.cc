@@ -44,17 +44,12 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Optional;
 
-constexpr MethodDescriptor kIdempotentEcho{
-    .service = "Echo",
-    .method = "Echo",
-    .full_service_name = "natsgw.echo.Echo",
-    .request_type = "natsgw.echo.EchoRequest",
-    .response_type = "natsgw.echo.EchoReply",
-    .file_identifier = "NGEC",
-    .default_prefix = "echo",
-    .schema_file = "echo.fbs",
-    .idempotent = true,
-};
+// kEchoMethod declared (idempotent).
+constexpr MethodDescriptor kIdempotentEcho = [] {
+  MethodDescriptor m = kEchoMethod;
+  m.idempotent = true;
+  return m;
+}();
 
 // A loopback TCP port that is bound but not listening: connecting to it is
 // refused at once, and no other process (an integration test's nats-server

@@ -293,6 +293,7 @@ void Connection::Impl::Close() {
                        " connection did not report closing within 10s"));
     }
   }
+  internal::FlushRetiredNatsMsgs();
   // The nats.c connection objects stay until ~Impl, so a Publish racing
   // with Close() fails cleanly with "connection closed" instead of touching
   // freed memory.

@@ -1,7 +1,10 @@
 #include "nats_message.h"
 
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -72,7 +75,65 @@ size_t BlockBytes(const Stamp& stamp, const StampFields& fields,
          HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
 }
 
+// Retired messages waiting to be destroyed as one batch.
+class RetiredMsgs {
+ public:
+  static constexpr size_t kMaxCount = 32;
+  static constexpr size_t kMaxBytes = 256 * 1024;
+
+  void Add(natsMsg* msg) {
+    std::vector<natsMsg*> batch;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back(msg);
+      bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
+      if (pending_.size() < kMaxCount && bytes_ < kMaxBytes) return;
+      batch = TakeLocked();
+    }
+    Destroy(batch);
+  }
+
+  void Flush() {
+    std::vector<natsMsg*> batch;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch = TakeLocked();
+    }
+    Destroy(batch);
+  }
+
+ private:
+  std::vector<natsMsg*> TakeLocked() {
+    std::vector<natsMsg*> batch;
+    batch.reserve(kMaxCount);
+    batch.swap(pending_);
+    bytes_ = 0;
+    return batch;
+  }
+  // Outside the lock: the collector's own lock is taken per message.
+  static void Destroy(const std::vector<natsMsg*>& batch) {
+    for (natsMsg* msg : batch) natsMsg_Destroy(msg);
+  }
+
+  std::mutex mu_;
+  std::vector<natsMsg*> pending_;
+  size_t bytes_ = 0;
+};
+
+// Never destroyed: messages may be retired from threads still running while
+// static destructors do.
+RetiredMsgs& Retired() {
+  static RetiredMsgs* const retired = new RetiredMsgs;
+  return *retired;
+}
+
 }  // namespace
+
+void RetireNatsMsg(natsMsg* msg) {
+  if (msg != nullptr) Retired().Add(msg);
+}
+
+void FlushRetiredNatsMsgs() { Retired().Flush(); }
 
 size_t HeaderBlockBytes(const Headers& app_headers,
                         const Headers* extra_headers, const Stamp& stamp) {

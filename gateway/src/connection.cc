@@ -449,7 +449,7 @@ void Connection::Impl::FailDenied(absl::string_view detail) {
                       /*retryable=*/false);
   } else if (std::optional<std::string> subject =
                  quoted_after("Subscription to \"");
-             subject && *subject == mux_->inbox_subject()) {
+             subject && mux_->IsInboxSubscription(*subject)) {
     mux_->RepliesDenied(absl::PermissionDeniedError(absl::StrCat(
         "the NATS server refused the reply subscription '", *subject,
         "': no permission to subscribe to _INBOX.>, so no reply can "
@@ -513,7 +513,8 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
 
 absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
     absl::string_view subject, absl::string_view data, absl::Duration timeout,
-    const RequestOptions& options, ReplyCallback done) {
+    const RequestOptions& options, ReplyCallback done, bool direct,
+    std::shared_ptr<internal::RequestMux::Call>* started) {
   const SteadyClock::time_point start = SteadyClock::now();
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckSend(subject, options); !s.ok()) {
@@ -582,8 +583,9 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   spec.hedging = options.hedging;
   spec.metrics = &m;
   spec.done = std::move(done);
+  spec.direct = direct;
   SendInfo info{spec.trace, spec.message_id, now};
-  if (absl::Status s = mux_->Begin(std::move(spec)); !s.ok()) {
+  if (absl::Status s = mux_->Begin(std::move(spec), started); !s.ok()) {
     return fail(std::move(s));
   }
   return info;
@@ -591,7 +593,7 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
 
 absl::StatusOr<Message> Connection::Impl::Request(
     absl::string_view subject, absl::string_view data, absl::Duration timeout,
-    const RequestOptions& options) {
+    const RequestOptions& options, std::optional<SendInfo>* sent) {
   // The blocking form is the asynchronous one plus a wait: one code path,
   // microsecond deadlines, and early PERMISSION_DENIED for both.
   struct Waiter {
@@ -600,17 +602,34 @@ absl::StatusOr<Message> Connection::Impl::Request(
     bool done ABSL_GUARDED_BY(mu) = false;
     absl::StatusOr<Message> result ABSL_GUARDED_BY(mu);
   } waiter;
-  absl::StatusOr<SendInfo> sent =
-      RequestAsync(subject, data, timeout, options,
-                   [&waiter](absl::StatusOr<Message> reply) {
-                     // Notify under the lock: the waiter's frame may vanish
-                     // right after.
-                     std::lock_guard<std::mutex> lock(waiter.mu);
-                     waiter.result = std::move(reply);
-                     waiter.done = true;
-                     waiter.cv.notify_one();
-                   });
-  if (!sent.ok()) return sent.status();
+  // This thread reads its reply itself when it can have the direct inbox
+  // (see request_mux.h); hedged calls always use the shared inbox. The
+  // shared one is subscribed first either way: its refusal by the server is
+  // how a missing _INBOX permission is detected.
+  bool direct = false;
+  if (!options.hedging.enabled() && CheckOpen().ok() &&
+      EnsureReplySubscription().ok()) {
+    direct = mux_->TryAcquireDirect(rpc_->nc);
+  }
+  std::shared_ptr<internal::RequestMux::Call> call;
+  absl::StatusOr<SendInfo> info = RequestAsync(
+      subject, data, timeout, options,
+      [&waiter](absl::StatusOr<Message> reply) {
+        // Notify under the lock: the waiter's frame may vanish
+        // right after.
+        std::lock_guard<std::mutex> lock(waiter.mu);
+        waiter.result = std::move(reply);
+        waiter.done = true;
+        waiter.cv.notify_one();
+      },
+      direct, &call);
+  if (direct) {
+    if (info.ok()) mux_->ReadDirect(call);
+    mux_->ReleaseDirect(call.get());
+  }
+  call.reset();
+  if (!info.ok()) return info.status();
+  if (sent != nullptr) *sent = *std::move(info);
   std::unique_lock<std::mutex> lock(waiter.mu);
   waiter.cv.wait(lock, [&waiter] { return waiter.done; });
   return std::move(waiter.result);
@@ -948,8 +967,9 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Subscribe(
 absl::StatusOr<Message> Connection::Request(absl::string_view subject,
                                             absl::string_view data,
                                             absl::Duration timeout,
-                                            const RequestOptions& options) {
-  return impl_->Request(subject, data, timeout, options);
+                                            const RequestOptions& options,
+                                            std::optional<SendInfo>* sent) {
+  return impl_->Request(subject, data, timeout, options, sent);
 }
 
 absl::StatusOr<SendInfo> Connection::RequestAsync(absl::string_view subject,

@@ -163,12 +163,14 @@ class Connection::Impl {
   absl::StatusOr<Message> Request(absl::string_view subject,
                                   absl::string_view data,
                                   absl::Duration timeout,
-                                  const RequestOptions& options);
-  absl::StatusOr<SendInfo> RequestAsync(absl::string_view subject,
-                                        absl::string_view data,
-                                        absl::Duration timeout,
-                                        const RequestOptions& options,
-                                        ReplyCallback done);
+                                  const RequestOptions& options,
+                                  std::optional<SendInfo>* sent);
+  // `direct`: the caller holds the multiplexer's direct inbox and `started`
+  // receives the call (see RequestMux::TryAcquireDirect).
+  absl::StatusOr<SendInfo> RequestAsync(
+      absl::string_view subject, absl::string_view data, absl::Duration timeout,
+      const RequestOptions& options, ReplyCallback done, bool direct = false,
+      std::shared_ptr<internal::RequestMux::Call>* started = nullptr);
   absl::Status Flush(absl::Duration timeout);
   void Close();
   ConnectionState state() const;

@@ -29,6 +29,8 @@ struct RequestMux::Call {
   int hedges = 0;
   int outstanding = 0;
   bool retry_scheduled = false;
+  // The direct inbox's prefix for a `direct` call.
+  std::shared_ptr<const std::string> direct_prefix;
   std::vector<uint64_t> tokens;
   absl::Status last_error;
 };
@@ -42,6 +44,22 @@ double Random01() {
 
 absl::Duration ToDuration(std::chrono::steady_clock::duration d) {
   return absl::FromChrono(d);
+}
+
+// The longest a direct-inbox reader waits in NextMsg before checking whether
+// its call was ended by another thread (a lost connection, Shutdown).
+constexpr int64_t kDirectSliceMs = 20;
+
+absl::Status NoResponders(absl::string_view subject) {
+  return absl::UnavailableError(absl::StrCat(
+      "no responders for '", subject, "': nothing is serving this subject"));
+}
+
+// The token of a reply sent to "<prefix><token>".
+bool ParseToken(absl::string_view prefix, natsMsg* msg, uint64_t* token) {
+  absl::string_view subject = natsMsg_GetSubject(msg);
+  return absl::ConsumePrefix(&subject, prefix) &&
+         absl::SimpleAtoi(subject, token);
 }
 
 }  // namespace
@@ -62,7 +80,7 @@ size_t RequestMux::in_flight() const {
   return active_.size();
 }
 
-absl::Status RequestMux::Begin(CallSpec spec) {
+absl::Status RequestMux::Begin(CallSpec spec, std::shared_ptr<Call>* started) {
   // Not make_shared: its single allocation would keep the whole Call (with
   // the request's bytes) alive for as long as a timer's weak_ptr exists.
   std::shared_ptr<Call> call(new Call(std::move(spec)));
@@ -72,6 +90,7 @@ absl::Status RequestMux::Begin(CallSpec spec) {
       return absl::UnavailableError("the natsgw connection is closed");
     }
     if (!replies_denied_.ok()) return replies_denied_;
+    if (call->spec.direct) call->direct_prefix = direct_prefix_;
     active_.emplace(call.get(), call);
   }
   absl::Status sent = SendAttempt(call, call->spec.trace);
@@ -88,7 +107,97 @@ absl::Status RequestMux::Begin(CallSpec spec) {
         Clock::now() + absl::ToChronoNanoseconds(call->spec.hedging.delay),
         TimerKind::kHedge, call);
   }
+  if (started != nullptr) *started = call;
   return absl::OkStatus();
+}
+
+bool RequestMux::TryAcquireDirect(natsConnection* nc) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_ || direct_held_ || !replies_denied_.ok()) return false;
+  if (direct_sub_ != nullptr && direct_stale_) {
+    natsSubscription_Unsubscribe(direct_sub_);
+    natsSubscription_Destroy(direct_sub_);
+    direct_sub_ = nullptr;
+  }
+  if (direct_sub_ == nullptr) {
+    // A new generation, so a late reply to the old one has no subscriber.
+    auto prefix = std::make_shared<const std::string>(
+        absl::StrCat(inbox_prefix_, "d", ++direct_generation_, "."));
+    const std::string subject = absl::StrCat(*prefix, "*");
+    if (natsConnection_SubscribeSync(&direct_sub_, nc, subject.c_str()) !=
+        NATS_OK) {
+      direct_sub_ = nullptr;
+      return false;
+    }
+    direct_prefix_ = std::move(prefix);
+    direct_stale_ = false;
+  }
+  direct_held_ = true;
+  return true;
+}
+
+void RequestMux::ReleaseDirect(const Call* call) {
+  std::lock_guard<std::mutex> lock(mu_);
+  direct_held_ = false;
+  // An attempt still unanswered may yet be answered on this subscription.
+  if (call != nullptr && call->outstanding > 0) direct_stale_ = true;
+  if (shutdown_ && direct_sub_ != nullptr) {
+    natsSubscription_Destroy(direct_sub_);
+    direct_sub_ = nullptr;
+  }
+}
+
+void RequestMux::ReadDirect(const std::shared_ptr<Call>& call) {
+  natsSubscription* sub = nullptr;
+  std::shared_ptr<const std::string> prefix;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sub = direct_sub_;
+    prefix = call->direct_prefix;
+  }
+  if (sub == nullptr || prefix == nullptr) return;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (call->finished) return;
+    }
+    // Wake up at the deadline too, when the timer thread ends the call.
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+        call->spec.deadline - Clock::now());
+    natsMsg* raw = nullptr;
+    const natsStatus s = natsSubscription_NextMsg(
+        &raw, sub, std::clamp<int64_t>(left.count(), 1, kDirectSliceMs));
+    if (s == NATS_OK) {
+      NatsMsgPtr msg(raw);
+      uint64_t token = 0;
+      if (ParseToken(*prefix, msg.get(), &token)) {
+        HandleReply(token, std::move(msg), absl::Now());
+      }
+    } else if (s == NATS_NO_RESPONDERS) {
+      // nats.c dropped the message, token and all; it can only be this
+      // call's (see the file comment). Any of its attempts will do: they all
+      // went to the same subject.
+      bool unanswered = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (uint64_t token : call->tokens) {
+          if (by_token_.erase(token) > 0) {
+            --call->outstanding;
+            unanswered = true;
+            break;
+          }
+        }
+      }
+      if (unanswered) {
+        AttemptFailed(call, NoResponders(call->spec.subject),
+                      /*retryable=*/true);
+      }
+    } else if (s != NATS_TIMEOUT && s != NATS_SLOW_CONSUMER) {
+      // Closed (Shutdown, or the connection closed for good): the call ends
+      // by its deadline or Shutdown, on their threads.
+      return;
+    }
+  }
 }
 
 absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
@@ -115,7 +224,9 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
   stamp.sent_at = attempt == 1 ? spec.sent_at : absl::Now();
   // Microsecond budget: what is left of the call, not of this attempt.
   stamp.timeout = ToDuration(spec.deadline - now);
-  stamp.reply = absl::StrCat(inbox_prefix_, token);
+  stamp.reply = absl::StrCat(
+      call->direct_prefix != nullptr ? *call->direct_prefix : inbox_prefix_,
+      token);
 
   absl::Status status;
   absl::StatusOr<NatsMsgPtr> msg =
@@ -143,12 +254,14 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
 void RequestMux::OnReply(natsMsg* raw) {
   NatsMsgPtr msg(raw);
   const absl::Time received = absl::Now();
-  absl::string_view subject = natsMsg_GetSubject(msg.get());
   uint64_t token = 0;
-  if (!absl::ConsumePrefix(&subject, inbox_prefix_) ||
-      !absl::SimpleAtoi(subject, &token)) {
-    return;
+  if (ParseToken(inbox_prefix_, msg.get(), &token)) {
+    HandleReply(token, std::move(msg), received);
   }
+}
+
+void RequestMux::HandleReply(uint64_t token, NatsMsgPtr msg,
+                             absl::Time received) {
   std::shared_ptr<Call> call;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -161,11 +274,7 @@ void RequestMux::OnReply(natsMsg* raw) {
     --call->outstanding;
   }
   if (natsMsg_IsNoResponders(msg.get())) {
-    AttemptFailed(call,
-                  absl::UnavailableError(
-                      absl::StrCat("no responders for '", call->spec.subject,
-                                   "': nothing is serving this subject")),
-                  /*retryable=*/true);
+    AttemptFailed(call, NoResponders(call->spec.subject), /*retryable=*/true);
     return;
   }
   TraceOrigin origin;
@@ -297,6 +406,15 @@ void RequestMux::Shutdown() {
   }
   std::lock_guard<std::mutex> lock(mu_);
   timers_.clear();
+  if (direct_sub_ != nullptr) {
+    // A holder still reading wakes up (NextMsg fails) and destroys it in
+    // ReleaseDirect.
+    natsSubscription_Unsubscribe(direct_sub_);
+    if (!direct_held_) {
+      natsSubscription_Destroy(direct_sub_);
+      direct_sub_ = nullptr;
+    }
+  }
 }
 
 void RequestMux::AddTimerLocked(Clock::time_point when, TimerKind kind,

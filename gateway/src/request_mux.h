@@ -5,6 +5,19 @@
 // and hedges. nats.c 3.4.1 has a multiplexer of its own but only behind a
 // blocking call with millisecond timeouts.
 //
+// A caller blocked in Connection::Request may instead take the direct inbox:
+// a second, synchronous subscription ("_INBOX.<random>.d<n>.*") that it reads
+// itself with natsSubscription_NextMsg, so that nats.c's reader thread wakes
+// it directly when the reply arrives: one thread hand-off fewer per call than
+// the wildcard inbox, whose delivery thread would wake it. One caller holds
+// the direct inbox at a time, and only for calls without hedging, so that
+// every message on it belongs to that one call: nats.c swallows the "no
+// responders" status message on a synchronous subscription (NextMsg returns
+// NATS_NO_RESPONDERS without it), and it can only be matched to its call
+// because no other call uses the subscription. A call that ends with an
+// attempt unanswered (a deadline) leaves the subscription to be replaced
+// before its next use, so a late message cannot reach another call.
+//
 // Thread-safety: thread-safe. OnReply runs on the inbox subscription's
 // delivery thread; FailMatching on nats.c's callback thread; Begin on any
 // caller thread. A call's `done` runs exactly once, never under the lock.
@@ -29,7 +42,9 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "metrics.h"
+#include "nats_message.h"
 #include "natsgw/connection.h"
 #include "natsgw/message.h"
 #include "natsgw/send_options.h"
@@ -57,11 +72,15 @@ struct CallSpec {
   HedgingPolicy hedging;
   SubjectMetrics* metrics = nullptr;
   Connection::ReplyCallback done;
+  // Replies come to the direct inbox (the caller holds it; see
+  // TryAcquireDirect).
+  bool direct = false;
 };
 
 class RequestMux {
  public:
   using Clock = std::chrono::steady_clock;
+  struct Call;
 
   RequestMux(Lane* lane, GatewayMetrics* metrics, Logger* logger);
   // Calls Shutdown().
@@ -72,10 +91,24 @@ class RequestMux {
 
   // The wildcard subject replies arrive on ("_INBOX.<random>.*").
   const std::string& inbox_subject() const { return inbox_subject_; }
+  // True for the subject of either inbox subscription.
+  bool IsInboxSubscription(absl::string_view subject) const {
+    return absl::StartsWith(subject, inbox_prefix_);
+  }
 
   // Sends the first attempt. On error nothing is in flight and `done` will
-  // never run (it is destroyed).
-  absl::Status Begin(CallSpec spec);
+  // never run (it is destroyed). `started`, if not null, receives the call.
+  absl::Status Begin(CallSpec spec, std::shared_ptr<Call>* started = nullptr);
+
+  // Takes the direct inbox for one call (subscribing it on `nc` first if
+  // needed). False if another caller holds it or it cannot be had; the call
+  // then uses the wildcard inbox. The holder sends with `direct` set, calls
+  // ReadDirect, and releases with ReleaseDirect (also if nothing was sent).
+  bool TryAcquireDirect(natsConnection* nc);
+  // Reads the direct inbox until `call` has ended (its `done` has run or is
+  // running on another thread), handling its replies on this thread.
+  void ReadDirect(const std::shared_ptr<Call>& call);
+  void ReleaseDirect(const Call* call);
 
   // A message on the inbox subscription; takes ownership.
   void OnReply(natsMsg* msg);
@@ -101,7 +134,6 @@ class RequestMux {
   size_t in_flight() const;
 
  private:
-  struct Call;
   enum class TimerKind { kDeadline, kRetry, kHedge };
   // A timer does not keep its call alive: a call that finished (usually
   // long before its deadline) is freed at once, and its timers are skipped
@@ -116,6 +148,8 @@ class RequestMux {
   // Sends one attempt of `call`.
   absl::Status SendAttempt(const std::shared_ptr<Call>& call,
                            const TraceContext& trace);
+  // A reply (not "no responders") to the attempt with `token`.
+  void HandleReply(uint64_t token, NatsMsgPtr msg, absl::Time received);
   // A failed attempt: schedules a retry when the policy allows, waits for
   // other attempts still out, or finishes the call.
   void AttemptFailed(const std::shared_ptr<Call>& call, absl::Status status,
@@ -151,6 +185,15 @@ class RequestMux {
   // std::priority_queue so that PurgeTimersLocked can filter it.
   std::vector<Timer> timers_ ABSL_GUARDED_BY(mu_);
   std::thread timer_thread_;
+
+  // The direct inbox: null until first taken, and after it was given up.
+  natsSubscription* direct_sub_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // "_INBOX.<random>.d<generation>."; shared with the calls that use it.
+  std::shared_ptr<const std::string> direct_prefix_ ABSL_GUARDED_BY(mu_);
+  int direct_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool direct_held_ ABSL_GUARDED_BY(mu_) = false;
+  // A call ended with an attempt unanswered: replace before the next use.
+  bool direct_stale_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace natsgw::internal

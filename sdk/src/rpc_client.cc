@@ -43,6 +43,18 @@ class ClientCallStarter {
   static void Start(const std::shared_ptr<const ChannelState>& channel,
                     const MethodDescriptor& method, const CallOptions& options,
                     FinishRequestFn finish_request, RawDone done);
+  static absl::StatusOr<Message> Run(
+      const std::shared_ptr<const ChannelState>& channel,
+      const MethodDescriptor& method, const CallOptions& options,
+      FinishRequestFn finish_request, std::shared_ptr<ClientCall>* call);
+
+ private:
+  // Everything before sending: the call's subject, timeout, policies and
+  // trace, the interceptors' OnStart, and the request built into `lease`.
+  // A non-OK status ends the call before anything is sent.
+  static absl::Status Prepare(ClientCall& call, const CallOptions& options,
+                              FinishRequestFn finish_request,
+                              RequestOptions& request, BuilderLease& lease);
 };
 
 ClientCall::ClientCall(std::shared_ptr<const ChannelState> channel,
@@ -78,13 +90,15 @@ absl::Status ClientCall::Finish(absl::Status status,
   return status;
 }
 
-void ClientCallStarter::Start(
-    const std::shared_ptr<const ChannelState>& channel,
-    const MethodDescriptor& method, const CallOptions& options,
-    FinishRequestFn finish_request, RawDone done) {
-  auto call = std::make_shared<ClientCall>(channel, method);
-  const ClientOptions& client = channel->options;
-  ClientCallInfo& info = call->info_;
+absl::Status ClientCallStarter::Prepare(ClientCall& call,
+                                        const CallOptions& options,
+                                        FinishRequestFn finish_request,
+                                        RequestOptions& request,
+                                        BuilderLease& lease) {
+  const ChannelState& channel = *call.channel_;
+  const MethodDescriptor& method = *call.info_.method;
+  const ClientOptions& client = channel.options;
+  ClientCallInfo& info = call.info_;
   info.start_time = absl::Now();
   info.subject = MethodSubject(
       EffectivePrefix(method.default_prefix, client.subject_prefix),
@@ -113,13 +127,10 @@ void ClientCallStarter::Start(
   }
 
   if (options.timeout < absl::ZeroDuration()) {
-    done(call,
-         absl::InvalidArgumentError(absl::StrCat(
-             "negative call timeout ", absl::FormatDuration(options.timeout))));
-    return;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "negative call timeout ", absl::FormatDuration(options.timeout)));
   }
 
-  RequestOptions request;
   request.headers = options.headers;
   request.trace = info.trace;
   request.message_id = options.message_id;
@@ -130,18 +141,49 @@ void ClientCallStarter::Start(
     absl::Status s = CatchAll("client interceptor OnStart", [&] {
       return interceptor->OnStart(info, request.headers);
     });
-    if (!s.ok()) {
-      done(call, std::move(s));
-      return;
-    }
-    ++call->started_;
+    if (!s.ok()) return s;
+    ++call.started_;
   }
+  return finish_request(lease.builder());
+}
 
+absl::StatusOr<Message> ClientCallStarter::Run(
+    const std::shared_ptr<const ChannelState>& channel,
+    const MethodDescriptor& method, const CallOptions& options,
+    FinishRequestFn finish_request, std::shared_ptr<ClientCall>* call) {
+  *call = std::make_shared<ClientCall>(channel, method);
+  ClientCall& c = **call;
+  RequestOptions request;
   BuilderLease lease;
-  if (absl::Status s = finish_request(lease.builder()); !s.ok()) {
+  if (absl::Status s = Prepare(c, options, finish_request, request, lease);
+      !s.ok()) {
+    return s;
+  }
+  // The blocking Request: this thread may read its own reply (one thread
+  // hand-off fewer than waiting for a callback).
+  std::optional<SendInfo> sent;
+  absl::StatusOr<Message> reply = channel->connection->Request(
+      c.info_.subject, lease.bytes(), c.info_.timeout, request, &sent);
+  if (sent.has_value()) {
+    c.sent_ = *std::move(sent);
+    c.has_sent_ = true;
+  }
+  return reply;
+}
+
+void ClientCallStarter::Start(
+    const std::shared_ptr<const ChannelState>& channel,
+    const MethodDescriptor& method, const CallOptions& options,
+    FinishRequestFn finish_request, RawDone done) {
+  auto call = std::make_shared<ClientCall>(channel, method);
+  RequestOptions request;
+  BuilderLease lease;
+  if (absl::Status s = Prepare(*call, options, finish_request, request, lease);
+      !s.ok()) {
     done(call, std::move(s));
     return;
   }
+  const ClientCallInfo& info = call->info_;
 
   auto pending = std::make_shared<PendingCall>();
   pending->call = call;
@@ -181,6 +223,13 @@ void StartCall(const std::shared_ptr<const ChannelState>& channel,
                FinishRequestFn finish_request, RawDone done) {
   ClientCallStarter::Start(channel, method, options, finish_request,
                            std::move(done));
+}
+
+absl::StatusOr<Message> RunCall(
+    const std::shared_ptr<const ChannelState>& channel,
+    const MethodDescriptor& method, const CallOptions& options,
+    FinishRequestFn finish_request, std::shared_ptr<ClientCall>* call) {
+  return ClientCallStarter::Run(channel, method, options, finish_request, call);
 }
 
 absl::Status InvalidReply(const MethodDescriptor& method,

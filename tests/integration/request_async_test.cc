@@ -30,6 +30,7 @@ namespace {
 
 using ::natsgw::testing::Gate;
 using ::natsgw::testing::GatewayTest;
+using ::natsgw::testing::Latch;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(20);
@@ -222,6 +223,105 @@ TEST_F(RequestAsyncTest, PendingCallsEndUnavailableWhenTheServerGoesAway) {
   absl::Status status = results.Take()[0].second.status();
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
   gate.Open();
+}
+
+// ---------------------------------------------------------------------------
+// Blocking callers reading their own replies (the direct inbox).
+
+TEST_F(RequestAsyncTest, BlockingCallersAndCallbacksShareTheConnection) {
+  auto server_conn = Connect();
+  auto client = Connect();
+  auto endpoint = server_conn->Serve("echo.Op", "q", Echo());
+  ASSERT_TRUE(endpoint.ok());
+  constexpr int kAsync = 200;
+  Results results;
+  std::atomic<int> blocking_ok{0};
+  std::vector<std::thread> threads;
+  // One caller at a time reads its own replies; the others and every
+  // callback are served through the shared inbox at the same time.
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        const std::string body = absl::StrCat("blocking-", t, "-", i);
+        absl::StatusOr<Message> r =
+            client->Request("echo.Op", body, absl::Seconds(10));
+        if (r.ok() && r->data == body) ++blocking_ok;
+      }
+    });
+  }
+  for (int i = 0; i < kAsync; ++i) {
+    ASSERT_TRUE(client
+                    ->RequestAsync("echo.Op", absl::StrCat("async-", i),
+                                   absl::Seconds(10), {}, results.Callback(i))
+                    .ok());
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(results.WaitFor(kAsync));
+  int async_ok = 0;
+  for (auto& [i, reply] : results.Take()) {
+    if (reply.ok() && reply->data == absl::StrCat("async-", i)) ++async_ok;
+  }
+  EXPECT_EQ(blocking_ok.load(), 200);
+  EXPECT_EQ(async_ok, kAsync);
+}
+
+TEST_F(RequestAsyncTest, LateReplyToATimedOutCallIsNotTakenForTheNext) {
+  auto server_conn = Connect();
+  auto client = Connect();
+  Gate gate;
+  auto endpoint = server_conn->Serve(
+      "gated.Op", "q", [&](const Message& m) -> absl::StatusOr<Reply> {
+        if (m.data == "first") gate.Wait();
+        return Reply{m.data, {}};
+      });
+  ASSERT_TRUE(endpoint.ok());
+  absl::StatusOr<Message> first =
+      client->Request("gated.Op", "first", absl::Milliseconds(200));
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kDeadlineExceeded);
+  gate.Open();  // its reply is sent now, after the caller gave up
+  for (int i = 0; i < 3; ++i) {
+    const std::string body = absl::StrCat("next-", i);
+    absl::StatusOr<Message> next =
+        client->Request("gated.Op", body, absl::Seconds(10));
+    ASSERT_TRUE(next.ok()) << next.status();
+    EXPECT_EQ(next->data, body);
+  }
+}
+
+TEST_F(RequestAsyncTest, BlockingCallEndsUnavailableWhenClosedElsewhere) {
+  auto server_conn = Connect();
+  auto client = Connect();
+  Gate gate;
+  Latch handling(1);
+  auto endpoint = server_conn->Serve(
+      "slow.Op", "q", [&](const Message&) -> absl::StatusOr<Reply> {
+        handling.CountDown();
+        gate.Wait();
+        return Reply{"", {}};
+      });
+  ASSERT_TRUE(endpoint.ok());
+  absl::StatusOr<Message> reply;
+  std::thread caller(
+      [&] { reply = client->Request("slow.Op", "", absl::Seconds(60)); });
+  // Close once the request is out and the caller waits for it.
+  ASSERT_TRUE(handling.Wait());
+  client->Close();
+  caller.join();  // well before the 60 s deadline
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable)
+      << reply.status();
+  gate.Open();
+}
+
+TEST_F(RequestAsyncTest, BlockingNoRespondersIsRetriedThenUnavailable) {
+  auto conn = Connect();
+  RequestOptions opts;
+  opts.retry.max_attempts = 3;
+  opts.retry.initial_backoff = absl::Milliseconds(1);
+  absl::StatusOr<Message> reply =
+      conn->Request("nobody.Op", "", absl::Seconds(30), opts);
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(reply.status().message(), HasSubstr("no responders"));
+  EXPECT_THAT(reply.status().message(), HasSubstr("after 3 attempts"));
 }
 
 // ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@
 #define NATSGW_CONNECTION_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -112,10 +113,21 @@ class Connection {
   // responder, or not connected); DEADLINE_EXCEEDED (no reply in time, or no
   // budget left); the handler's own status. Failed calls carry their trace ID
   // (TraceIdFromStatus).
+  //
+  // `sent`, if not null, receives the call's trace, message ID and send time
+  // once the request has gone out; it stays empty if nothing was sent.
+  //
+  // While it waits, the calling thread usually reads its reply itself, from a
+  // reply subscription of its own use, so nats.c wakes it directly when the
+  // reply arrives: one thread hand-off fewer than waiting for natsgw's reply
+  // thread. That needs an unhedged call and no other thread doing the same
+  // at that moment; otherwise the reply comes through the reply thread. Only
+  // its own reply is handled on this thread.
   absl::StatusOr<Message> Request(absl::string_view subject,
                                   absl::string_view data,
                                   absl::Duration timeout,
-                                  const RequestOptions& options = {});
+                                  const RequestOptions& options = {},
+                                  std::optional<SendInfo>* sent = nullptr);
 
   // Sends a request without waiting: `done` receives the reply or the error
   // exactly once, unless RequestAsync itself returns an error (nothing sent,

@@ -49,10 +49,8 @@
 #ifndef NATSGW_RPC_CLIENT_H_
 #define NATSGW_RPC_CLIENT_H_
 
-#include <condition_variable>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -177,29 +175,6 @@ class ClientCall {
   SendInfo sent_;
 };
 
-// Where a blocking Call waits for its completion (on the caller's stack).
-struct CallWaiter {
-  // Stores the outcome and wakes Wait(). Notifies under the lock: the
-  // waiter's frame may be gone as soon as the lock is released.
-  void Complete(std::shared_ptr<ClientCall> c, absl::StatusOr<Message> r) {
-    std::lock_guard<std::mutex> lock(mu);
-    call = std::move(c);
-    reply = std::move(r);
-    done = true;
-    cv.notify_one();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [this] { return done; });
-  }
-
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;  // Guarded by mu.
-  std::shared_ptr<ClientCall> call;
-  absl::StatusOr<Message> reply;
-};
-
 // Receives the raw reply of a call, or the error that ended it early,
 // exactly once; it must pass both to CompleteCall (which runs OnFinish).
 using RawDone = absl::AnyInvocable<void(std::shared_ptr<ClientCall> call,
@@ -215,6 +190,13 @@ using FinishRequestFn =
 void StartCall(const std::shared_ptr<const ChannelState>& channel,
                const MethodDescriptor& method, const CallOptions& options,
                FinishRequestFn finish_request, RawDone done);
+
+// The same, blocking, with Connection::Request: returns the raw reply or the
+// error for CompleteCall; `call` receives the call either way.
+absl::StatusOr<Message> RunCall(
+    const std::shared_ptr<const ChannelState>& channel,
+    const MethodDescriptor& method, const CallOptions& options,
+    FinishRequestFn finish_request, std::shared_ptr<ClientCall>* call);
 
 // The status for a reply that failed verification.
 absl::Status InvalidReply(const MethodDescriptor& method,
@@ -259,18 +241,11 @@ class RpcChannel {
   absl::StatusOr<Response<Resp>> Call(const MethodDescriptor& method,
                                       RequestBuilder<Req> build,
                                       const CallOptions& options = {}) const {
-    // On this thread's stack rather than a promise/future: the completion
-    // captures one pointer, so nothing is allocated for the wait.
-    internal::CallWaiter waiter;
-    internal::StartCall(state_, method, options,
-                        FinishRequest<Req>(method, build),
-                        [&waiter](std::shared_ptr<internal::ClientCall> call,
-                                  absl::StatusOr<Message> reply) {
-                          waiter.Complete(std::move(call), std::move(reply));
-                        });
-    waiter.Wait();
+    std::shared_ptr<internal::ClientCall> call;
+    absl::StatusOr<Message> reply = internal::RunCall(
+        state_, method, options, FinishRequest<Req>(method, build), &call);
     // Verification and OnFinish run here, on the caller's thread.
-    return internal::CompleteCall<Resp>(*waiter.call, std::move(waiter.reply));
+    return internal::CompleteCall<Resp>(*call, std::move(reply));
   }
 
   // Sends the request; the future becomes ready with the verified reply or

@@ -513,7 +513,7 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
 
 absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
     absl::string_view subject, absl::string_view data, absl::Duration timeout,
-    const RequestOptions& options, ReplyCallback done, bool direct,
+    const RequestOptions& options, ReplyCallback done, bool* direct,
     std::shared_ptr<internal::RequestMux::Call>* started) {
   const SteadyClock::time_point start = SteadyClock::now();
   const absl::Time now = absl::Now();
@@ -571,6 +571,12 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
         ConnectionStateName(state()), ")")));
   }
   if (absl::Status s = EnsureReplySubscription(); !s.ok()) return fail(s);
+  // Only now, with the request found valid: taking the direct inbox may
+  // subscribe it. The shared inbox is subscribed first either way, since its
+  // refusal by the server is how a missing _INBOX permission shows.
+  if (direct != nullptr) {
+    *direct = !options.hedging.enabled() && mux_->TryAcquireDirect(rpc_->nc);
+  }
 
   spec.subject = std::string(subject);
   spec.data = std::string(data);
@@ -583,7 +589,7 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   spec.hedging = options.hedging;
   spec.metrics = &m;
   spec.done = std::move(done);
-  spec.direct = direct;
+  spec.direct = direct != nullptr && *direct;
   SendInfo info{spec.trace, spec.message_id, now};
   if (absl::Status s = mux_->Begin(std::move(spec), started); !s.ok()) {
     return fail(std::move(s));
@@ -603,14 +609,8 @@ absl::StatusOr<Message> Connection::Impl::Request(
     absl::StatusOr<Message> result ABSL_GUARDED_BY(mu);
   } waiter;
   // This thread reads its reply itself when it can have the direct inbox
-  // (see request_mux.h); hedged calls always use the shared inbox. The
-  // shared one is subscribed first either way: its refusal by the server is
-  // how a missing _INBOX permission is detected.
+  // (see request_mux.h); RequestAsync takes it once the request is valid.
   bool direct = false;
-  if (!options.hedging.enabled() && CheckOpen().ok() &&
-      EnsureReplySubscription().ok()) {
-    direct = mux_->TryAcquireDirect(rpc_->nc);
-  }
   std::shared_ptr<internal::RequestMux::Call> call;
   absl::StatusOr<SendInfo> info = RequestAsync(
       subject, data, timeout, options,
@@ -622,7 +622,7 @@ absl::StatusOr<Message> Connection::Impl::Request(
         waiter.done = true;
         waiter.cv.notify_one();
       },
-      direct, &call);
+      &direct, &call);
   if (direct) {
     if (info.ok()) mux_->ReadDirect(call);
     mux_->ReleaseDirect(call.get());

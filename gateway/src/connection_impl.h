@@ -165,11 +165,13 @@ class Connection::Impl {
                                   absl::Duration timeout,
                                   const RequestOptions& options,
                                   std::optional<SendInfo>* sent);
-  // `direct`: the caller holds the multiplexer's direct inbox and `started`
-  // receives the call (see RequestMux::TryAcquireDirect).
+  // `direct`, if not null: a blocking caller that would read its own reply;
+  // set to true if it was given the multiplexer's direct inbox (it must then
+  // call RequestMux::ReleaseDirect, whatever the outcome). `started`
+  // receives the call.
   absl::StatusOr<SendInfo> RequestAsync(
       absl::string_view subject, absl::string_view data, absl::Duration timeout,
-      const RequestOptions& options, ReplyCallback done, bool direct = false,
+      const RequestOptions& options, ReplyCallback done, bool* direct = nullptr,
       std::shared_ptr<internal::RequestMux::Call>* started = nullptr);
   absl::Status Flush(absl::Duration timeout);
   void Close();

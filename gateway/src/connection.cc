@@ -513,8 +513,8 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
 
 absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
     absl::string_view subject, absl::string_view data, absl::Duration timeout,
-    const RequestOptions& options, ReplyCallback done, bool* direct,
-    std::shared_ptr<internal::RequestMux::Call>* started) {
+    const RequestOptions& options, ReplyCallback done,
+    std::shared_ptr<internal::RequestMux::Call>* waiting) {
   const SteadyClock::time_point start = SteadyClock::now();
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckSend(subject, options); !s.ok()) {
@@ -571,12 +571,6 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
         ConnectionStateName(state()), ")")));
   }
   if (absl::Status s = EnsureReplySubscription(); !s.ok()) return fail(s);
-  // Only now, with the request found valid: taking the direct inbox may
-  // subscribe it. The shared inbox is subscribed first either way, since its
-  // refusal by the server is how a missing _INBOX permission shows.
-  if (direct != nullptr) {
-    *direct = !options.hedging.enabled() && mux_->TryAcquireDirect(rpc_->nc);
-  }
 
   spec.subject = std::string(subject);
   spec.data = std::string(data);
@@ -589,9 +583,9 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   spec.hedging = options.hedging;
   spec.metrics = &m;
   spec.done = std::move(done);
-  spec.direct = direct != nullptr && *direct;
+  spec.direct = waiting != nullptr;
   SendInfo info{spec.trace, spec.message_id, now};
-  if (absl::Status s = mux_->Begin(std::move(spec), started); !s.ok()) {
+  if (absl::Status s = mux_->Begin(std::move(spec), waiting); !s.ok()) {
     return fail(std::move(s));
   }
   return info;
@@ -609,8 +603,7 @@ absl::StatusOr<Message> Connection::Impl::Request(
     absl::StatusOr<Message> result ABSL_GUARDED_BY(mu);
   } waiter;
   // This thread reads its reply itself when it can have the direct inbox
-  // (see request_mux.h); RequestAsync takes it once the request is valid.
-  bool direct = false;
+  // (see request_mux.h).
   std::shared_ptr<internal::RequestMux::Call> call;
   absl::StatusOr<SendInfo> info = RequestAsync(
       subject, data, timeout, options,
@@ -622,13 +615,10 @@ absl::StatusOr<Message> Connection::Impl::Request(
         waiter.done = true;
         waiter.cv.notify_one();
       },
-      &direct, &call);
-  if (direct) {
-    if (info.ok()) mux_->ReadDirect(call);
-    mux_->ReleaseDirect(call.get());
-  }
-  call.reset();
+      &call);
   if (!info.ok()) return info.status();
+  mux_->ReadDirect(call);
+  call.reset();
   if (sent != nullptr) *sent = *std::move(info);
   std::unique_lock<std::mutex> lock(waiter.mu);
   waiter.cv.wait(lock, [&waiter] { return waiter.done; });

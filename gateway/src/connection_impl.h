@@ -165,14 +165,12 @@ class Connection::Impl {
                                   absl::Duration timeout,
                                   const RequestOptions& options,
                                   std::optional<SendInfo>* sent);
-  // `direct`, if not null: a blocking caller that would read its own reply;
-  // set to true if it was given the multiplexer's direct inbox (it must then
-  // call RequestMux::ReleaseDirect, whatever the outcome). `started`
-  // receives the call.
+  // `waiting`, if not null: the caller will block until `done` has run and
+  // calls RequestMux::ReadDirect with the call, which it receives here.
   absl::StatusOr<SendInfo> RequestAsync(
       absl::string_view subject, absl::string_view data, absl::Duration timeout,
-      const RequestOptions& options, ReplyCallback done, bool* direct = nullptr,
-      std::shared_ptr<internal::RequestMux::Call>* started = nullptr);
+      const RequestOptions& options, ReplyCallback done,
+      std::shared_ptr<internal::RequestMux::Call>* waiting = nullptr);
   absl::Status Flush(absl::Duration timeout);
   void Close();
   ConnectionState state() const;

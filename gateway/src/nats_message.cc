@@ -82,39 +82,28 @@ class RetiredMsgs {
   static constexpr size_t kMaxBytes = 256 * 1024;
 
   void Add(natsMsg* msg) {
-    std::vector<natsMsg*> batch;
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back(msg);
       bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
       if (pending_.size() < kMaxCount && bytes_ < kMaxBytes) return;
-      batch = TakeLocked();
     }
-    Destroy(batch);
+    Flush();
   }
 
   void Flush() {
     std::vector<natsMsg*> batch;
+    batch.reserve(kMaxCount);  // becomes pending_: no growth while filling
     {
       std::lock_guard<std::mutex> lock(mu_);
-      batch = TakeLocked();
+      batch.swap(pending_);
+      bytes_ = 0;
     }
-    Destroy(batch);
-  }
-
- private:
-  std::vector<natsMsg*> TakeLocked() {
-    std::vector<natsMsg*> batch;
-    batch.reserve(kMaxCount);
-    batch.swap(pending_);
-    bytes_ = 0;
-    return batch;
-  }
-  // Outside the lock: the collector's own lock is taken per message.
-  static void Destroy(const std::vector<natsMsg*>& batch) {
+    // Outside the lock: the collector's own lock is taken per message.
     for (natsMsg* msg : batch) natsMsg_Destroy(msg);
   }
 
+ private:
   std::mutex mu_;
   std::vector<natsMsg*> pending_;
   size_t bytes_ = 0;

@@ -90,7 +90,10 @@ absl::Status RequestMux::Begin(CallSpec spec, std::shared_ptr<Call>* started) {
       return absl::UnavailableError("the natsgw connection is closed");
     }
     if (!replies_denied_.ok()) return replies_denied_;
-    if (call->spec.direct) call->direct_prefix = direct_prefix_;
+    // Only unhedged calls: see the file comment.
+    if (call->spec.direct && !call->spec.hedging.enabled()) {
+      call->direct_prefix = AcquireDirectLocked();
+    }
     active_.emplace(call.get(), call);
   }
   absl::Status sent = SendAttempt(call, call->spec.trace);
@@ -99,6 +102,7 @@ absl::Status RequestMux::Begin(CallSpec spec, std::shared_ptr<Call>* started) {
     // Nothing went out, so nothing else can have finished the call.
     call->finished = true;
     active_.erase(call.get());
+    if (call->direct_prefix != nullptr) ReleaseDirectLocked(*call);
     return sent;
   }
   AddTimerLocked(call->spec.deadline, TimerKind::kDeadline, call);
@@ -111,9 +115,8 @@ absl::Status RequestMux::Begin(CallSpec spec, std::shared_ptr<Call>* started) {
   return absl::OkStatus();
 }
 
-bool RequestMux::TryAcquireDirect(natsConnection* nc) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shutdown_ || direct_held_ || !replies_denied_.ok()) return false;
+std::shared_ptr<const std::string> RequestMux::AcquireDirectLocked() {
+  if (direct_held_) return nullptr;
   if (direct_sub_ != nullptr && direct_stale_) {
     natsSubscription_Unsubscribe(direct_sub_);
     natsSubscription_Destroy(direct_sub_);
@@ -124,23 +127,22 @@ bool RequestMux::TryAcquireDirect(natsConnection* nc) {
     auto prefix = std::make_shared<const std::string>(
         absl::StrCat(inbox_prefix_, "d", ++direct_generation_, "."));
     const std::string subject = absl::StrCat(*prefix, "*");
-    if (natsConnection_SubscribeSync(&direct_sub_, nc, subject.c_str()) !=
-        NATS_OK) {
+    if (natsConnection_SubscribeSync(&direct_sub_, lane_->nc,
+                                     subject.c_str()) != NATS_OK) {
       direct_sub_ = nullptr;
-      return false;
+      return nullptr;
     }
     direct_prefix_ = std::move(prefix);
     direct_stale_ = false;
   }
   direct_held_ = true;
-  return true;
+  return direct_prefix_;
 }
 
-void RequestMux::ReleaseDirect(const Call* call) {
-  std::lock_guard<std::mutex> lock(mu_);
+void RequestMux::ReleaseDirectLocked(const Call& call) {
   direct_held_ = false;
   // An attempt still unanswered may yet be answered on this subscription.
-  if (call != nullptr && call->outstanding > 0) direct_stale_ = true;
+  if (call.outstanding > 0) direct_stale_ = true;
   if (shutdown_ && direct_sub_ != nullptr) {
     natsSubscription_Destroy(direct_sub_);
     direct_sub_ = nullptr;
@@ -148,18 +150,18 @@ void RequestMux::ReleaseDirect(const Call* call) {
 }
 
 void RequestMux::ReadDirect(const std::shared_ptr<Call>& call) {
+  // Set by Begin, before the call was shared: no lock needed.
+  const std::shared_ptr<const std::string>& prefix = call->direct_prefix;
+  if (prefix == nullptr) return;
   natsSubscription* sub = nullptr;
-  std::shared_ptr<const std::string> prefix;
   {
     std::lock_guard<std::mutex> lock(mu_);
     sub = direct_sub_;
-    prefix = call->direct_prefix;
   }
-  if (sub == nullptr || prefix == nullptr) return;
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (call->finished) return;
+      if (call->finished) break;
     }
     // Wake up at the deadline too, when the timer thread ends the call.
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(
@@ -195,9 +197,11 @@ void RequestMux::ReadDirect(const std::shared_ptr<Call>& call) {
     } else if (s != NATS_TIMEOUT && s != NATS_SLOW_CONSUMER) {
       // Closed (Shutdown, or the connection closed for good): the call ends
       // by its deadline or Shutdown, on their threads.
-      return;
+      break;
     }
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  ReleaseDirectLocked(*call);
 }
 
 absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
@@ -408,7 +412,7 @@ void RequestMux::Shutdown() {
   timers_.clear();
   if (direct_sub_ != nullptr) {
     // A holder still reading wakes up (NextMsg fails) and destroys it in
-    // ReleaseDirect.
+    // ReleaseDirectLocked.
     natsSubscription_Unsubscribe(direct_sub_);
     if (!direct_held_) {
       natsSubscription_Destroy(direct_sub_);

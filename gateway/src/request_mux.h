@@ -72,8 +72,8 @@ struct CallSpec {
   HedgingPolicy hedging;
   SubjectMetrics* metrics = nullptr;
   Connection::ReplyCallback done;
-  // Replies come to the direct inbox (the caller holds it; see
-  // TryAcquireDirect).
+  // The caller blocks until the call has ended and calls ReadDirect after
+  // Begin: the call gets the direct inbox if it is free and unhedged.
   bool direct = false;
 };
 
@@ -100,15 +100,11 @@ class RequestMux {
   // never run (it is destroyed). `started`, if not null, receives the call.
   absl::Status Begin(CallSpec spec, std::shared_ptr<Call>* started = nullptr);
 
-  // Takes the direct inbox for one call (subscribing it on `nc` first if
-  // needed). False if another caller holds it or it cannot be had; the call
-  // then uses the wildcard inbox. The holder sends with `direct` set, calls
-  // ReadDirect, and releases with ReleaseDirect (also if nothing was sent).
-  bool TryAcquireDirect(natsConnection* nc);
-  // Reads the direct inbox until `call` has ended (its `done` has run or is
-  // running on another thread), handling its replies on this thread.
+  // For a `direct` call that Begin gave the direct inbox: reads it on this
+  // thread until the call has ended (its `done` has run or is running on
+  // another thread), handling its replies here, then gives the inbox up.
+  // Returns at once for any other call.
   void ReadDirect(const std::shared_ptr<Call>& call);
-  void ReleaseDirect(const Call* call);
 
   // A message on the inbox subscription; takes ownership.
   void OnReply(natsMsg* msg);
@@ -148,8 +144,14 @@ class RequestMux {
   // Sends one attempt of `call`.
   absl::Status SendAttempt(const std::shared_ptr<Call>& call,
                            const TraceContext& trace);
-  // A reply (not "no responders") to the attempt with `token`.
+  // A message on either inbox for the attempt with `token`.
   void HandleReply(uint64_t token, NatsMsgPtr msg, absl::Time received);
+  // Takes the direct inbox (subscribing a new generation if there is none or
+  // it is stale); its prefix, or null if another call holds it or it cannot
+  // be subscribed.
+  std::shared_ptr<const std::string> AcquireDirectLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseDirectLocked(const Call& call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A failed attempt: schedules a retry when the policy allows, waits for
   // other attempts still out, or finishes the call.
   void AttemptFailed(const std::shared_ptr<Call>& call, absl::Status status,

@@ -70,6 +70,16 @@ RequestHandler Echo() {
   };
 }
 
+// Holds every request until `gate` opens (counting it into `handling` first,
+// if given), then answers with an empty reply.
+RequestHandler HeldUntil(Gate& gate, Latch* handling = nullptr) {
+  return [&gate, handling](const Message&) -> absl::StatusOr<Reply> {
+    if (handling != nullptr) handling->CountDown();
+    gate.Wait();
+    return Reply{"", {}};
+  };
+}
+
 TEST_F(RequestAsyncTest, ThousandCallsInFlightOnOneConnection) {
   auto server_conn = Connect();
   auto client = Connect();
@@ -185,11 +195,7 @@ TEST_F(RequestAsyncTest, PendingCallsEndUnavailableOnClose) {
   auto server_conn = Connect();
   auto client = Connect();
   Gate gate;
-  auto endpoint = server_conn->Serve(
-      "slow.Op", "q", [&](const Message&) -> absl::StatusOr<Reply> {
-        gate.Wait();
-        return Reply{"", {}};
-      });
+  auto endpoint = server_conn->Serve("slow.Op", "q", HeldUntil(gate));
   ASSERT_TRUE(endpoint.ok());
   Results results;
   ASSERT_TRUE(client
@@ -207,11 +213,7 @@ TEST_F(RequestAsyncTest, PendingCallsEndUnavailableWhenTheServerGoesAway) {
   auto server_conn = Connect();
   auto client = Connect();
   Gate gate;
-  auto endpoint = server_conn->Serve(
-      "slow.Op", "q", [&](const Message&) -> absl::StatusOr<Reply> {
-        gate.Wait();
-        return Reply{"", {}};
-      });
+  auto endpoint = server_conn->Serve("slow.Op", "q", HeldUntil(gate));
   ASSERT_TRUE(endpoint.ok());
   Results results;
   ASSERT_TRUE(client
@@ -293,12 +295,8 @@ TEST_F(RequestAsyncTest, BlockingCallEndsUnavailableWhenClosedElsewhere) {
   auto client = Connect();
   Gate gate;
   Latch handling(1);
-  auto endpoint = server_conn->Serve(
-      "slow.Op", "q", [&](const Message&) -> absl::StatusOr<Reply> {
-        handling.CountDown();
-        gate.Wait();
-        return Reply{"", {}};
-      });
+  auto endpoint =
+      server_conn->Serve("slow.Op", "q", HeldUntil(gate, &handling));
   ASSERT_TRUE(endpoint.ok());
   absl::StatusOr<Message> reply;
   std::thread caller(

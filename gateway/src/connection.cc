@@ -666,10 +666,25 @@ absl::Status Connection::Impl::Flush(absl::Duration timeout) {
 // ---------------------------------------------------------------------------
 // Receiving.
 
+absl::StatusOr<std::unique_ptr<TaskQueue>> Connection::Impl::MakeQueue(
+    absl::string_view label, int workers, size_t capacity,
+    OverflowPolicy overflow, absl::Duration block_timeout) {
+  TaskQueueOptions options;
+  options.name = std::string(label);
+  options.workers = workers;
+  options.capacity = capacity;
+  options.overflow = overflow;
+  options.block_timeout = block_timeout;
+  options.registry = options_.registry;
+  options.logger = options_.logger;
+  return TaskQueue::Create(std::move(options));
+}
+
 absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
     SubscriptionCore::Kind kind, absl::string_view subject,
     absl::string_view queue_group, MessageHandler message_handler,
-    RequestHandler request_handler, const ServeOptions& serve) {
+    RequestHandler request_handler, const ServeOptions& serve,
+    const SubscribeOptions& subscribe) {
   if (absl::Status s = CheckOpen(); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
   }
@@ -687,6 +702,26 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
                     "ServeOptions: max_in_flight (", serve.max_in_flight,
                     ") must be at least workers (", serve.workers, ")")));
   }
+  if (serve.block_timeout < absl::ZeroDuration()) {
+    return Fail(Operation::kSubscribe,
+                absl::InvalidArgumentError(
+                    absl::StrCat("ServeOptions: block_timeout (",
+                                 absl::FormatDuration(serve.block_timeout),
+                                 ") must not be negative")));
+  }
+  if (subscribe.workers < 0) {
+    return Fail(Operation::kSubscribe,
+                absl::InvalidArgumentError(
+                    absl::StrCat("SubscribeOptions: workers (",
+                                 subscribe.workers, ") must not be negative")));
+  }
+  if (subscribe.block_timeout < absl::ZeroDuration()) {
+    return Fail(Operation::kSubscribe,
+                absl::InvalidArgumentError(
+                    absl::StrCat("SubscribeOptions: block_timeout (",
+                                 absl::FormatDuration(subscribe.block_timeout),
+                                 ") must not be negative")));
+  }
   const MessageLimits& limits = options_.limits;
   if (absl::Status s = ValidateSubscribeSubject(subject, limits); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
@@ -703,14 +738,30 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
   // plain subscriptions share the publish lane with Publish so that a
   // connection sees its own publishes in order.
   Lane* lane = serving ? rpc_.get() : publish_;
+  const std::string& metric_subject =
+      serving ? serve.metric_subject : subscribe.metric_subject;
+  const absl::string_view label =
+      metric_subject.empty() ? subject : absl::string_view(metric_subject);
+  // Handlers run on a task queue of their own when asked for workers; an
+  // endpoint's queue holds max_in_flight requests in all, running included.
+  absl::StatusOr<std::unique_ptr<TaskQueue>> queue =
+      std::unique_ptr<TaskQueue>();
+  if (serving && serve.workers > 0) {
+    const int limit =
+        serve.max_in_flight > 0 ? serve.max_in_flight : 4 * serve.workers;
+    queue = MakeQueue(label, serve.workers,
+                      static_cast<size_t>(limit - serve.workers),
+                      serve.overflow, serve.block_timeout);
+  } else if (!serving && subscribe.workers > 0) {
+    queue = MakeQueue(label, subscribe.workers, subscribe.queue_capacity,
+                      subscribe.overflow, subscribe.block_timeout);
+  }
+  if (!queue.ok()) return Fail(Operation::kSubscribe, queue.status());
   auto core = std::make_shared<SubscriptionCore>(
       this, subscriptions_, kind, std::string(subject),
       std::string(queue_group), std::move(message_handler),
-      std::move(request_handler),
-      &metrics_->ForPattern(serve.metric_subject.empty()
-                                ? subject
-                                : absl::string_view(serve.metric_subject)),
-      serve);
+      std::move(request_handler), &metrics_->ForPattern(label), serve,
+      *std::move(queue));
   if (absl::Status s = core->Start(lane->nc); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
   }
@@ -747,6 +798,10 @@ void Connection::Impl::Dispatch(SubscriptionCore& core, natsSubscription* sub,
   }
   core.metrics().received.Get().Increment();
   if (core.kind() == SubscriptionCore::Kind::kSubscribe) {
+    if (core.queue() != nullptr) {
+      EnqueueMessage(core, std::move(m));
+      return;
+    }
     HandleMessage(core, m, start);
     return;
   }
@@ -761,7 +816,7 @@ void Connection::Impl::Dispatch(SubscriptionCore& core, natsSubscription* sub,
                      m.trace.TraceIdHex(), "]"));
     return;
   }
-  if (core.pool() != nullptr) {
+  if (core.queue() != nullptr) {
     EnqueueRequest(core, reply_to, std::move(m), start);
     return;
   }
@@ -789,20 +844,113 @@ void Connection::Impl::Shed(SubscriptionCore& core, const char* reply_to,
   SendReply(core, reply_to, request, result, start);
 }
 
+namespace {
+
+// What a queued request or message task owns. One allocation shared by the
+// task's `run` and `discard` (only one of them is ever called), small enough
+// for both to be stored inline. Copies: the natsMsg is gone once Dispatch
+// returns. The core reference keeps the subscription state alive for a task
+// that runs after its queue was shut down from inside a handler.
+struct QueuedRequest {
+  Connection::Impl* conn;
+  std::shared_ptr<SubscriptionCore> core;
+  std::string reply_to;
+  Message request;
+  SteadyClock::time_point start;
+};
+
+struct QueuedMessage {
+  Connection::Impl* conn;
+  std::shared_ptr<SubscriptionCore> core;
+  Message message;
+};
+
+}  // namespace
+
 void Connection::Impl::EnqueueRequest(SubscriptionCore& core,
                                       const char* reply_to, Message request,
                                       SteadyClock::time_point start) {
-  internal::WorkerPool& pool = *core.pool();
-  const bool accepted = pool.TrySubmit([&]() -> internal::WorkerPool::Task {
-    // The task owns copies: the natsMsg is gone once Dispatch returns. The
-    // SubscriptionCore outlives its pool (Close() stops the pool first).
-    return [this, &core, reply = std::string(reply_to),
-            request = std::move(request),
-            start]() { HandleRequest(core, reply.c_str(), request, start); };
-  });
-  if (!accepted) {
-    Shed(core, reply_to, request, start, static_cast<int>(pool.in_flight()));
+  const absl::Time deadline = request.deadline.value_or(absl::InfiniteFuture());
+  auto item = std::make_shared<QueuedRequest>(
+      QueuedRequest{this, core.shared_from_this(), std::string(reply_to),
+                    std::move(request), start});
+  Task task;
+  task.run = [item] {
+    item->conn->HandleRequest(*item->core, item->reply_to.c_str(),
+                              item->request, item->start);
+  };
+  task.discard = [item](absl::Status why) {
+    item->conn->DiscardRequest(*item->core, item->reply_to.c_str(),
+                               item->request, item->start, why);
+  };
+  // A request nobody waits for any more is not worth a worker.
+  task.deadline = deadline;
+  // A refusal has been answered by `discard` already.
+  core.queue()->Submit(std::move(task)).IgnoreError();
+}
+
+void Connection::Impl::DiscardRequest(SubscriptionCore& core,
+                                      const char* reply_to,
+                                      const Message& request,
+                                      SteadyClock::time_point start,
+                                      const absl::Status& why) {
+  switch (why.code()) {
+    case absl::StatusCode::kResourceExhausted: {
+      const TaskQueueOptions& q = core.queue()->options();
+      Shed(core, reply_to, request, start,
+           q.workers + static_cast<int>(q.capacity));
+      return;
+    }
+    case absl::StatusCode::kDeadlineExceeded:
+      Expire(core, reply_to, request, start);
+      return;
+    default: {
+      // The endpoint is ending (Unsubscribe, Drain, Close) before a worker
+      // could take the request.
+      absl::StatusOr<Reply> result = absl::Status(
+          why.code(), absl::StrCat("endpoint '", core.subject(),
+                                   "' is shutting down; the request was not "
+                                   "handled: ",
+                                   why.message()));
+      core.NoteDiscarded(why, 1);
+      core.stats().RecordError(result.status());
+      SendReply(core, reply_to, request, result, start);
+      return;
+    }
   }
+}
+
+void Connection::Impl::EnqueueMessage(SubscriptionCore& core, Message message) {
+  auto item = std::make_shared<QueuedMessage>(
+      QueuedMessage{this, core.shared_from_this(), std::move(message)});
+  Task task;
+  task.run = [item] {
+    item->conn->HandleMessage(*item->core, item->message, SteadyClock::now());
+  };
+  task.discard = [item](absl::Status why) {
+    item->conn->DiscardMessage(*item->core, item->message, why);
+  };
+  // A refusal has been counted and reported by `discard` already.
+  core.queue()->Submit(std::move(task)).IgnoreError();
+}
+
+void Connection::Impl::DiscardMessage(SubscriptionCore& core,
+                                      const Message& message,
+                                      const absl::Status& why) {
+  RecordUndelivered(
+      core,
+      absl::Status(why.code(), absl::StrCat(why.message(), " [trace ",
+                                            message.trace.TraceIdHex(), "]")));
+}
+
+void Connection::Impl::RecordUndelivered(SubscriptionCore& core,
+                                         const absl::Status& why,
+                                         int64_t count) {
+  metrics_->RecordError(core.kind() == SubscriptionCore::Kind::kServe
+                            ? Operation::kServe
+                            : Operation::kSubscribe,
+                        why.code(), count);
+  core.NoteDiscarded(why, count);
 }
 
 absl::Status Connection::Impl::RunHandler(const SubscriptionCore& core,
@@ -824,6 +972,7 @@ absl::Status Connection::Impl::RunHandler(const SubscriptionCore& core,
 
 void Connection::Impl::HandleMessage(SubscriptionCore& core, const Message& m,
                                      SteadyClock::time_point start) {
+  GatewayMetrics::ObserveDelivery(core.metrics(), m, absl::Now());
   absl::Status s = RunHandler(core, m, [&] { core.message_handler()(m); });
   if (!s.ok()) {
     metrics_->RecordError(Operation::kSubscribe, s.code());
@@ -837,32 +986,35 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
                                      const char* reply_to,
                                      const Message& request,
                                      SteadyClock::time_point start) {
-  absl::StatusOr<Reply> result;
-  bool ran = false;
-  SteadyClock::time_point handler_start;
   if (request.deadline && *request.deadline <= absl::Now()) {
     // Nobody waits for this answer any more (it expired on the way or while
     // queued); skip the work.
-    result = absl::DeadlineExceededError(absl::StrCat(
-        "request to '", request.subject,
-        "' expired before it was handled (caller budget ",
-        absl::FormatDuration(*request.deadline - request.received_at),
-        ", waited ", absl::FormatDuration(Since(start)), ")"));
-    core.metrics().expired.Get().Increment();
-    core.stats().RecordExpired(result.status());
-  } else {
-    ran = true;
-    handler_start = SteadyClock::now();
-    if (absl::Status thrown = RunHandler(
-            core, request, [&] { result = core.request_handler()(request); });
-        !thrown.ok()) {
-      result = std::move(thrown);
-    }
+    Expire(core, reply_to, request, start);
+    return;
   }
-  const absl::Duration handler_time =
-      ran ? Since(handler_start) : absl::ZeroDuration();
-  SendReply(core, reply_to, request, result, start,
-            ran ? std::optional<absl::Duration>(handler_time) : std::nullopt);
+  absl::StatusOr<Reply> result;
+  const SteadyClock::time_point handler_start = SteadyClock::now();
+  if (absl::Status thrown = RunHandler(
+          core, request, [&] { result = core.request_handler()(request); });
+      !thrown.ok()) {
+    result = std::move(thrown);
+  }
+  SendReply(core, reply_to, request, result, start, Since(handler_start));
+}
+
+void Connection::Impl::Expire(SubscriptionCore& core, const char* reply_to,
+                              const Message& request,
+                              SteadyClock::time_point start) {
+  absl::StatusOr<Reply> result = absl::DeadlineExceededError(absl::StrCat(
+      "request to '", request.subject,
+      "' expired before it was handled (caller budget ",
+      request.deadline.has_value()
+          ? absl::FormatDuration(*request.deadline - request.received_at)
+          : "none",
+      ", waited ", absl::FormatDuration(Since(start)), ")"));
+  core.metrics().expired.Get().Increment();
+  core.stats().RecordExpired(result.status());
+  SendReply(core, reply_to, request, result, start);
 }
 
 void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
@@ -949,9 +1101,10 @@ absl::StatusOr<SendInfo> Connection::Publish(absl::string_view subject,
 
 absl::StatusOr<std::unique_ptr<Subscription>> Connection::Subscribe(
     absl::string_view subject, absl::string_view queue_group,
-    MessageHandler handler) {
+    MessageHandler handler, const SubscribeOptions& options) {
   return impl_->Subscribe(SubscriptionCore::Kind::kSubscribe, subject,
-                          queue_group, std::move(handler), nullptr);
+                          queue_group, std::move(handler), nullptr, {},
+                          options);
 }
 
 absl::StatusOr<Message> Connection::Request(absl::string_view subject,

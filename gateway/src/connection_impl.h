@@ -23,9 +23,10 @@
 #include "natsgw/connection.h"
 #include "natsgw/message.h"
 #include "natsgw/serve_options.h"
+#include "natsgw/subscribe_options.h"
+#include "natsgw/task_queue.h"
 #include "notification.h"
 #include "request_mux.h"
-#include "worker_pool.h"
 
 namespace natsgw::internal {
 
@@ -82,8 +83,8 @@ struct Lane {
 // none will follow.
 //
 // Thread-safety: thread-safe. OnMessage runs on the subscription's nats.c
-// delivery thread, one call at a time; with a worker pool, request handlers
-// run on the pool's threads.
+// delivery thread, one call at a time; with a task queue (ServeOptions or
+// SubscribeOptions::workers > 0), handlers run on the queue's threads.
 class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
  public:
   // kReplies: the request multiplexer's inbox subscription.
@@ -93,15 +94,33 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
                    Kind kind, std::string subject, std::string queue_group,
                    MessageHandler message_handler,
                    RequestHandler request_handler, SubjectMetrics* metrics,
-                   ServeOptions serve = {});
+                   ServeOptions serve = {},
+                   std::unique_ptr<TaskQueue> queue = nullptr);
 
   // Subscribes on `nc`. On failure nothing is left subscribed.
   absl::Status Start(natsConnection* nc);
 
   // Ends delivery; waits for a running handler unless called from this
   // subscription's own handler. `unregister` is false when the Connection is
-  // closing and has already emptied the SubscriptionSet.
+  // closing and has already emptied the SubscriptionSet. Messages waiting in
+  // a subscription's task queue are discarded (CANCELLED); requests waiting
+  // in an endpoint's are still answered. A call while another one (or a
+  // Drain) is ending the subscription waits until it has, unless made from
+  // this subscription's own handler.
   absl::Status Close(bool unregister);
+
+  // Subscription::Drain.
+  absl::Status Drain(absl::Duration timeout);
+
+  // `count` messages that will not reach the handler, for `why` (discarded
+  // by the task queue, or left pending when a drain timed out): counts them
+  // for dropped() (and for Drain, if `why` means they were cut off by ending
+  // the subscription) and reports them to the log, at most about once a
+  // second with the number since the last report. Plain subscriptions only;
+  // an endpoint answers what it does not handle.
+  void NoteDiscarded(const absl::Status& why, int64_t count);
+  // Logs what NoteDiscarded has not reported yet.
+  void ReportDiscarded();
 
   const std::string& subject() const { return subject_; }
   const std::string& queue_group() const { return queue_group_; }
@@ -113,14 +132,19 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   RequestHandler& request_handler() { return request_handler_; }
   SubjectMetrics& metrics() { return *metrics_; }
   const ServeOptions& serve_options() const { return serve_; }
-  // Null unless serve_options().workers > 0.
-  WorkerPool* pool() { return pool_.get(); }
+  // Null unless serve_options().workers or subscribe options' workers > 0.
+  TaskQueue* queue() { return queue_.get(); }
   EndpointStatsRecorder& stats() { return stats_; }
 
  private:
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg,
                         void* closure);
   static void OnComplete(void* closure);
+
+  // Close() and Drain(): `drain` unset ends at once.
+  absl::Status End(bool unregister, std::optional<absl::Duration> drain);
+  // Waits for nats.c's completion callback, logging every 5 s of waiting.
+  void WaitCompleted();
 
   Connection::Impl* const conn_;
   const std::shared_ptr<SubscriptionSet> set_;
@@ -131,8 +155,16 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   RequestHandler request_handler_;
   SubjectMetrics* const metrics_;
   const ServeOptions serve_;
-  std::unique_ptr<WorkerPool> pool_;
+  const std::unique_ptr<TaskQueue> queue_;
   EndpointStatsRecorder stats_;
+  // Messages the task queue discarded (see NoteDiscarded); `cut_off_`: of
+  // those, the ones discarded because the subscription was ending
+  // (CANCELLED or UNAVAILABLE).
+  std::atomic<int64_t> discarded_{0};
+  std::atomic<int64_t> cut_off_{0};
+  std::mutex report_mu_;
+  absl::Time last_report_ ABSL_GUARDED_BY(report_mu_) = absl::InfinitePast();
+  int64_t unreported_ ABSL_GUARDED_BY(report_mu_) = 0;
 
   mutable std::mutex mu_;
   natsSubscription* sub_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -141,6 +173,8 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   int64_t final_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<SubscriptionCore> self_ ABSL_GUARDED_BY(mu_);
   Notification completed_;
+  // Notified once the first Close() or Drain() has finished ending it.
+  Notification ended_;
 };
 
 }  // namespace natsgw::internal
@@ -159,7 +193,8 @@ class Connection::Impl {
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
       internal::SubscriptionCore::Kind kind, absl::string_view subject,
       absl::string_view queue_group, MessageHandler message_handler,
-      RequestHandler request_handler, const ServeOptions& serve = {});
+      RequestHandler request_handler, const ServeOptions& serve = {},
+      const SubscribeOptions& subscribe = {});
   absl::StatusOr<Message> Request(absl::string_view subject,
                                   absl::string_view data,
                                   absl::Duration timeout,
@@ -180,6 +215,10 @@ class Connection::Impl {
   const std::shared_ptr<prometheus::Registry>& registry() const {
     return options_.registry;
   }
+  // The connection's metric families, for natsgw modules that record into
+  // them too (e.g. GatewayMetrics::ObserveDelivery for a JetStream consumer,
+  // with metrics().ForPattern(label)).
+  internal::GatewayMetrics& metrics() { return *metrics_; }
 
   // Called on a subscription's delivery thread for each message; takes
   // ownership of `msg`.
@@ -203,6 +242,12 @@ class Connection::Impl {
     options_.logger->Log(severity, message);
   }
 
+  // `count` messages of subscription `core` will not reach its handler, for
+  // `why`: counted in natsgw_errors_total{operation="subscribe"} and by the
+  // subscription, and reported to the log (see SubscriptionCore).
+  void RecordUndelivered(internal::SubscriptionCore& core,
+                         const absl::Status& why, int64_t count = 1);
+
  private:
   explicit Impl(ConnectionOptions options);
 
@@ -223,14 +268,37 @@ class Connection::Impl {
   void HandleRequest(internal::SubscriptionCore& core, const char* reply_to,
                      const Message& request,
                      std::chrono::steady_clock::time_point start);
-  // Hands a request to the endpoint's worker pool, or sheds it.
+  // Hands a request to the endpoint's task queue; if the queue discards it
+  // (now or later), answers it as DiscardRequest does.
   void EnqueueRequest(internal::SubscriptionCore& core, const char* reply_to,
                       Message request,
                       std::chrono::steady_clock::time_point start);
+  // Answers a request the endpoint's task queue discarded for `why`:
+  // RESOURCE_EXHAUSTED is shed, DEADLINE_EXCEEDED expired, anything else
+  // (the endpoint is closing) is answered with that code.
+  void DiscardRequest(internal::SubscriptionCore& core, const char* reply_to,
+                      const Message& request,
+                      std::chrono::steady_clock::time_point start,
+                      const absl::Status& why);
   // Answers RESOURCE_EXHAUSTED at once: the endpoint is at its limit.
   void Shed(internal::SubscriptionCore& core, const char* reply_to,
             const Message& request, std::chrono::steady_clock::time_point start,
             int in_flight);
+  // Answers DEADLINE_EXCEEDED without running the handler: the caller's
+  // budget ran out before it could start.
+  void Expire(internal::SubscriptionCore& core, const char* reply_to,
+              const Message& request,
+              std::chrono::steady_clock::time_point start);
+  // Hands a message to the subscription's task queue; a discarded one is
+  // counted and reported (DiscardMessage).
+  void EnqueueMessage(internal::SubscriptionCore& core, Message message);
+  void DiscardMessage(internal::SubscriptionCore& core, const Message& message,
+                      const absl::Status& why);
+  // Creates the task queue of a subscription or endpoint with `workers`
+  // threads, named after its metric label.
+  absl::StatusOr<std::unique_ptr<TaskQueue>> MakeQueue(
+      absl::string_view label, int workers, size_t capacity,
+      OverflowPolicy overflow, absl::Duration block_timeout);
   // Sends the reply (or error reply) for a request taken at `start`;
   // `result` is the outcome so far and is updated if the reply cannot be
   // built. `handled_in`: the handler ran for that long; unset when it did not

@@ -91,6 +91,7 @@ SubjectMetrics::SubjectMetrics(GatewayMetrics& metrics,
       received(metrics.received_, {{"subject", subject_label}}),
       publish_duration(metrics.publish_duration_, {{"subject", subject_label}}),
       handler_duration(metrics.handler_duration_, {{"subject", subject_label}}),
+      delivery_latency(metrics.delivery_latency_, {{"subject", subject_label}}),
       retries(metrics.retries_, {{"subject", subject_label}}),
       hedges(metrics.hedges_, {{"subject", subject_label}}),
       shed(metrics.shed_, {{"subject", subject_label}}),
@@ -135,6 +136,16 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
              .Help(
                  "Time a subscription handler spent on one message, by "
                  "subject pattern.")
+             .Register(r);
+    m->delivery_latency_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_delivery_latency_seconds")
+             .Help(
+                 "Time from a message's send timestamp (sender's clock) to "
+                 "its subscription handler starting (receiver's clock), by "
+                 "subject pattern: transit, client-library queueing and "
+                 "handler queueing. Clock skew between hosts adds to it; "
+                 "negative values are recorded as 0.")
              .Register(r);
     m->publish_duration_ =
         &prometheus::BuildHistogram()
@@ -261,8 +272,19 @@ SubjectMetrics& GatewayMetrics::LookupLocked(absl::string_view label,
   return ref;
 }
 
-void GatewayMetrics::RecordError(Operation op, absl::StatusCode code) {
-  errors_[static_cast<int>(op)][CodeIndex(code)].Get().Increment();
+void GatewayMetrics::RecordError(Operation op, absl::StatusCode code,
+                                 int64_t count) {
+  errors_[static_cast<int>(op)][CodeIndex(code)].Get().Increment(
+      static_cast<double>(count));
+}
+
+void GatewayMetrics::ObserveDelivery(SubjectMetrics& subject,
+                                     const Message& message,
+                                     absl::Time handler_start) {
+  if (!message.sent_at.has_value()) return;
+  const absl::Duration latency = handler_start - *message.sent_at;
+  subject.delivery_latency.Get().Observe(
+      latency < absl::ZeroDuration() ? 0.0 : Seconds(latency));
 }
 
 void GatewayMetrics::RecordTraceReplaced(bool missing) {

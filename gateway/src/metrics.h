@@ -9,6 +9,7 @@
 //   natsgw_client_request_duration_seconds{subject,code}    histogram
 //   natsgw_server_request_duration_seconds{subject,code}    histogram
 //   natsgw_subscription_handler_duration_seconds{subject}   histogram
+//   natsgw_delivery_latency_seconds{subject}                histogram
 //   natsgw_publish_duration_seconds{subject}                histogram
 //   natsgw_messages_published_total{subject}                counter
 //   natsgw_messages_received_total{subject}                 counter
@@ -43,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "natsgw/message.h"
 
 namespace natsgw::internal {
 
@@ -131,6 +133,7 @@ struct SubjectMetrics {
   LazyMetric<prometheus::Counter> received;
   LazyMetric<prometheus::Histogram> publish_duration;
   LazyMetric<prometheus::Histogram> handler_duration;
+  LazyMetric<prometheus::Histogram> delivery_latency;
   LazyMetric<prometheus::Counter> retries;
   LazyMetric<prometheus::Counter> hedges;
   LazyMetric<prometheus::Counter> shed;
@@ -154,8 +157,19 @@ class GatewayMetrics {
   // their own label, later ones share "_other".
   SubjectMetrics& ForLiteral(absl::string_view subject);
 
-  void RecordError(Operation op, absl::StatusCode code);
+  void RecordError(Operation op, absl::StatusCode code, int64_t count = 1);
   void RecordTraceReplaced(bool missing);
+
+  // End-to-end delivery latency of `message` under `subject`'s label: the
+  // time from its send timestamp (message.sent_at, the sender's clock) to
+  // `handler_start` (this host's clock), recorded when a handler is about to
+  // run. Messages without a send timestamp are not recorded; a negative
+  // value (clock skew between hosts) is recorded as 0. For subscriptions
+  // and any other module that hands messages to handlers (e.g. a JetStream
+  // consumer), with the subject label of the subscription, never the
+  // concrete subject if that differs.
+  static void ObserveDelivery(SubjectMetrics& subject, const Message& message,
+                              absl::Time handler_start);
 
   const std::shared_ptr<prometheus::Registry>& registry() const {
     return registry_;
@@ -178,6 +192,7 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Histogram>* client_request_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* server_request_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* handler_duration_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* delivery_latency_ = nullptr;
   prometheus::Family<prometheus::Histogram>* publish_duration_ = nullptr;
   prometheus::Family<prometheus::Counter>* published_ = nullptr;
   prometheus::Family<prometheus::Counter>* received_ = nullptr;

@@ -297,6 +297,11 @@ absl::Status ValidateServe(absl::string_view owner, const ServeOptions& serve) {
         absl::StrCat("must be 0 or at least serve.workers (", serve.workers,
                      ")"));
   }
+  if (serve.block_timeout < absl::ZeroDuration()) {
+    return Invalid(absl::StrCat(owner, " serve.block_timeout ",
+                                absl::FormatDuration(serve.block_timeout)),
+                   "must not be negative");
+  }
   return absl::OkStatus();
 }
 

@@ -52,7 +52,8 @@ SubscriptionCore::SubscriptionCore(Connection::Impl* conn,
                                    std::string queue_group,
                                    MessageHandler message_handler,
                                    RequestHandler request_handler,
-                                   SubjectMetrics* metrics, ServeOptions serve)
+                                   SubjectMetrics* metrics, ServeOptions serve,
+                                   std::unique_ptr<TaskQueue> queue)
     : conn_(conn),
       set_(std::move(set)),
       kind_(kind),
@@ -61,14 +62,8 @@ SubscriptionCore::SubscriptionCore(Connection::Impl* conn,
       message_handler_(std::move(message_handler)),
       request_handler_(std::move(request_handler)),
       metrics_(metrics),
-      serve_(serve) {
-  if (kind_ == Kind::kServe && serve_.workers > 0) {
-    const int limit =
-        serve_.max_in_flight > 0 ? serve_.max_in_flight : 4 * serve_.workers;
-    pool_ = std::make_unique<WorkerPool>(serve_.workers,
-                                         static_cast<size_t>(limit));
-  }
-}
+      serve_(std::move(serve)),
+      queue_(std::move(queue)) {}
 
 absl::Status SubscriptionCore::Start(natsConnection* nc) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -120,6 +115,40 @@ void SubscriptionCore::OnComplete(void* closure) {
 }
 
 absl::Status SubscriptionCore::Close(bool unregister) {
+  return End(unregister, std::nullopt);
+}
+
+absl::Status SubscriptionCore::Drain(absl::Duration timeout) {
+  return End(/*unregister=*/true, std::max(timeout, absl::ZeroDuration()));
+}
+
+void SubscriptionCore::WaitCompleted() {
+  // nats.c calls OnComplete once the last handler call has returned.
+  while (!completed_.WaitFor(absl::Seconds(5))) {
+    conn_->Log(absl::LogSeverity::kWarning,
+               absl::StrCat("still waiting for the handler of '", subject_,
+                            "' to return before the subscription ends"));
+  }
+}
+
+absl::Status SubscriptionCore::End(bool unregister,
+                                   std::optional<absl::Duration> drain) {
+  // On the delivery thread inside an inline handler, or on one of the task
+  // queue's workers: waiting for the handlers would wait for this thread.
+  const bool in_handler =
+      t_running_core == this || (queue_ != nullptr && queue_->IsWorkerThread());
+  if (drain.has_value() && in_handler) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Drain of '", subject_,
+        "' called from its own handler would wait for itself; call "
+        "Unsubscribe there instead"));
+  }
+  const absl::Time begin = absl::Now();
+  // What is left of the drain timeout.
+  auto left = [&]() -> absl::Duration {
+    if (*drain == absl::InfiniteDuration()) return *drain;
+    return std::max(*drain - (absl::Now() - begin), absl::ZeroDuration());
+  };
   natsSubscription* sub = nullptr;
   bool first = false;
   {
@@ -130,8 +159,53 @@ absl::Status SubscriptionCore::Close(bool unregister) {
       sub = sub_;
     }
   }
+  if (!first) {
+    // Someone else is ending it: return once they have, so that whatever
+    // the handler captured may be freed after this returns.
+    if (!in_handler) ended_.Wait();
+    return absl::OkStatus();
+  }
+
   absl::Status status;
-  if (first && sub != nullptr) {
+  const int64_t cut_off_before = cut_off_.load(std::memory_order_relaxed);
+  int64_t left_pending = 0;
+  bool draining = false;
+  if (drain.has_value() && sub != nullptr) {
+    // No nats.c timeout (0): the deadline is enforced below, where the
+    // messages it would drop can still be counted.
+    natsStatus s = natsSubscription_DrainTimeout(sub, 0);
+    if (s == NATS_OK) {
+      draining = true;
+    } else if (s != NATS_CONNECTION_CLOSED && s != NATS_INVALID_SUBSCRIPTION) {
+      status = NatsError(s, absl::StrCat("draining '", subject_, "'"));
+    }
+  }
+  if (draining) {
+    bool in_time = true;
+    if (left() == absl::InfiniteDuration()) {
+      WaitCompleted();
+    } else {
+      in_time = completed_.WaitFor(left());
+    }
+    if (!in_time) {
+      // Out of time with messages still in nats.c's pending queue:
+      // unsubscribing ends the drain at once, and nats.c drops them.
+      int pending = 0;
+      if (natsSubscription_GetPending(sub, &pending, nullptr) == NATS_OK) {
+        left_pending = pending;
+      }
+      natsSubscription_Unsubscribe(sub);
+      if (left_pending > 0) {
+        conn_->RecordUndelivered(
+            *this,
+            absl::CancelledError(absl::StrCat(
+                "the drain of '", subject_, "' timed out after ",
+                absl::FormatDuration(*drain),
+                " with messages still pending in the client library")),
+            left_pending);
+      }
+    }
+  } else if (sub != nullptr) {
     natsStatus s = natsSubscription_Unsubscribe(sub);
     // A subscription already closed with its connection is not an error.
     if (s != NATS_OK && s != NATS_CONNECTION_CLOSED &&
@@ -140,40 +214,92 @@ absl::Status SubscriptionCore::Close(bool unregister) {
           NatsError(s, absl::StrCat("unsubscribing from '", subject_, "'"));
     }
   }
-  if (t_running_core != this) {
-    // nats.c calls OnComplete once the last handler call has returned.
-    while (!completed_.WaitFor(absl::Seconds(5))) {
-      conn_->Log(absl::LogSeverity::kWarning,
-                 absl::StrCat("still waiting for the handler of '", subject_,
-                              "' to return before the subscription ends"));
-    }
+  if (queue_ != nullptr) {
+    // Before waiting for nats.c: a delivery thread blocked in Submit
+    // (OverflowPolicy::kBlock) then wakes at once, its message discarded
+    // UNAVAILABLE, instead of waiting for room. Draining, the waiting tasks
+    // run until the deadline; otherwise an endpoint still answers the
+    // requests it accepted, and a subscription cancels the messages still
+    // waiting (Unsubscribe promises no handler call after it returns).
+    absl::Duration queue_timeout =
+        kind_ == Kind::kServe ? absl::InfiniteDuration() : absl::ZeroDuration();
+    if (drain.has_value()) queue_timeout = left();
+    queue_->Shutdown(queue_timeout).IgnoreError();  // counted per message
   }
-  if (first) {
-    // Requests already accepted by the pool are still answered.
-    if (pool_ != nullptr) pool_->Stop();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (sub_ != nullptr) {
-        int64_t dropped = 0;
-        if (natsSubscription_GetDropped(sub_, &dropped) == NATS_OK) {
-          final_dropped_ = dropped;
-        }
-        natsSubscription_Destroy(sub_);
-        sub_ = nullptr;
+  if (t_running_core != this) WaitCompleted();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sub_ != nullptr) {
+      int64_t dropped = 0;
+      if (natsSubscription_GetDropped(sub_, &dropped) == NATS_OK) {
+        final_dropped_ = dropped;
       }
-      destroyed_ = true;
+      natsSubscription_Destroy(sub_);
+      sub_ = nullptr;
     }
-    if (unregister) set_->Remove(this);
+    destroyed_ = true;
+  }
+  ReportDiscarded();
+  if (unregister) set_->Remove(this);
+  ended_.Notify();
+  if (drain.has_value() && status.ok()) {
+    // Includes what nats.c dropped (RecordUndelivered above).
+    const int64_t cut_off =
+        cut_off_.load(std::memory_order_relaxed) - cut_off_before;
+    if (cut_off > 0) {
+      status = absl::DeadlineExceededError(
+          absl::StrCat("the drain of '", subject_, "' did not finish within ",
+                       absl::FormatDuration(*drain), ": ", cut_off,
+                       " message(s) were not handled (cancelled)"));
+    }
   }
   return status;
 }
 
+void SubscriptionCore::NoteDiscarded(const absl::Status& why, int64_t count) {
+  discarded_.fetch_add(count, std::memory_order_relaxed);
+  if (why.code() == absl::StatusCode::kCancelled ||
+      why.code() == absl::StatusCode::kUnavailable) {
+    cut_off_.fetch_add(count, std::memory_order_relaxed);
+  }
+  int64_t report = 0;
+  {
+    std::lock_guard<std::mutex> lock(report_mu_);
+    unreported_ += count;
+    const absl::Time now = absl::Now();
+    // One line per second at most: under overload a line per message would
+    // flood the log. The counters are exact regardless.
+    if (now - last_report_ < absl::Seconds(1)) return;
+    last_report_ = now;
+    report = unreported_;
+    unreported_ = 0;
+  }
+  conn_->Log(
+      absl::LogSeverity::kWarning,
+      absl::StrCat("subscription '", subject_, "': ", report,
+                   " message(s) not handled; latest reason: ", why.ToString()));
+}
+
+void SubscriptionCore::ReportDiscarded() {
+  int64_t report = 0;
+  {
+    std::lock_guard<std::mutex> lock(report_mu_);
+    report = unreported_;
+    unreported_ = 0;
+  }
+  if (report == 0) return;
+  conn_->Log(absl::LogSeverity::kWarning,
+             absl::StrCat("subscription '", subject_, "': ", report,
+                          " more message(s) not handled before it ended"));
+}
+
 int64_t SubscriptionCore::dropped() const {
+  const int64_t discarded = discarded_.load(std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(mu_);
-  if (sub_ == nullptr) return final_dropped_;
+  if (sub_ == nullptr) return final_dropped_ + discarded;
   int64_t dropped = 0;
-  if (natsSubscription_GetDropped(sub_, &dropped) != NATS_OK) return 0;
-  return dropped;
+  if (natsSubscription_GetDropped(sub_, &dropped) != NATS_OK) dropped = 0;
+  return dropped + discarded;
 }
 
 bool SubscriptionCore::active() const {
@@ -190,6 +316,10 @@ Subscription::~Subscription() { Unsubscribe().IgnoreError(); }
 
 absl::Status Subscription::Unsubscribe() {
   return core_->Close(/*unregister=*/true);
+}
+
+absl::Status Subscription::Drain(absl::Duration timeout) {
+  return core_->Drain(timeout);
 }
 
 const std::string& Subscription::subject() const { return core_->subject(); }

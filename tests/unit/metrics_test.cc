@@ -81,6 +81,30 @@ TEST(MetricsTest, TwoConnectionsShareOneRegistry) {
               HasSubstr("natsgw_messages_published_total{subject=\"x\"} 2"));
 }
 
+TEST(MetricsTest, DeliveryLatencyFromTheSendTimestampClampsSkewToZero) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = *GatewayMetrics::Create(registry, 8);
+  SubjectMetrics& m = metrics->ForPattern("users.events.*");
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  Message late;
+  late.sent_at = start - absl::Milliseconds(3);
+  GatewayMetrics::ObserveDelivery(m, late, start);
+  Message skewed;  // the sender's clock is ahead of ours
+  skewed.sent_at = start + absl::Seconds(1);
+  GatewayMetrics::ObserveDelivery(m, skewed, start);
+  Message unstamped;  // no send timestamp: nothing to measure
+  GatewayMetrics::ObserveDelivery(m, unstamped, start);
+
+  const std::string text = Scrape(*registry);
+  EXPECT_THAT(text, HasSubstr("natsgw_delivery_latency_seconds_count{subject="
+                              "\"users.events.*\"} 2"));
+  // 3 ms and 0 s.
+  EXPECT_THAT(text, HasSubstr("natsgw_delivery_latency_seconds_sum{subject="
+                              "\"users.events.*\"} 0.003"));
+  EXPECT_THAT(text, HasSubstr("natsgw_delivery_latency_seconds_bucket{subject="
+                              "\"users.events.*\",le=\"1e-05\"} 1"));
+}
+
 TEST(MetricsTest, NameClashWithAnotherTypeIsAnErrorNotAnException) {
   auto registry = std::make_shared<prometheus::Registry>();
   prometheus::BuildGauge().Name("natsgw_errors_total").Register(*registry);

@@ -49,6 +49,7 @@
 #include "natsgw/message.h"
 #include "natsgw/send_options.h"
 #include "natsgw/serve_options.h"
+#include "natsgw/subscribe_options.h"
 #include "natsgw/subscription.h"
 
 namespace prometheus {
@@ -95,14 +96,18 @@ class Connection {
   // Returns once the server has registered the interest, so a publish made
   // afterwards, from any connection, is delivered.
   //
-  // `handler` runs on a thread dedicated to this subscription: calls for one
-  // subscription never overlap and arrive in order; different subscriptions
-  // run in parallel. It may block (messages queue up to nats.c's pending
-  // limits, beyond which they are dropped and counted) and may call any
-  // Connection method. It is destroyed after the subscription ends.
+  // With default `options`, `handler` runs on a thread dedicated to this
+  // subscription: calls for one subscription never overlap and arrive in
+  // order; different subscriptions run in parallel. It may block (messages
+  // queue up to nats.c's pending limits, beyond which they are dropped and
+  // counted) and may call any Connection method. It is destroyed after the
+  // subscription ends. With options.workers > 0 it runs on a bounded task
+  // queue of that many threads instead, concurrently with itself (so it must
+  // be thread-safe); see natsgw/subscribe_options.h. INVALID_ARGUMENT for
+  // bad options (negative workers or block_timeout).
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
       absl::string_view subject, absl::string_view queue_group,
-      MessageHandler handler);
+      MessageHandler handler, const SubscribeOptions& options = {});
 
   // Sends a request and waits up to `timeout` for the reply. Inside a handler,
   // the timeout is capped by the remaining budget of the request being

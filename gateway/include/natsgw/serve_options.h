@@ -12,11 +12,17 @@
 // limit are answered RESOURCE_EXHAUSTED at once instead of waiting.
 //
 // Worker pool (workers > 0): the delivery thread only hands requests to a
-// bounded queue served by `workers` threads (the buffered-channel + workers
-// pattern), so up to `workers` requests are handled concurrently. When
-// max_in_flight requests are already queued or running, a new one is answered
-// RESOURCE_EXHAUSTED at once (load shedding) and counted in
-// natsgw_server_shed_total; the caller may retry another instance.
+// natsgw::TaskQueue (natsgw/task_queue.h) named after the endpoint's metric
+// subject and served by `workers` threads (the buffered-channel + workers
+// pattern), so up to `workers` requests are handled concurrently and up to
+// max_in_flight - workers wait. When max_in_flight requests are already
+// queued or running, `overflow` decides: with kReject (the default) a new
+// request is answered RESOURCE_EXHAUSTED at once (load shedding); with kBlock
+// the delivery thread first waits up to block_timeout for room; with
+// kDropOldest the request that has waited longest is answered
+// RESOURCE_EXHAUSTED instead and the new one queued. Each request answered
+// so is counted in natsgw_server_shed_total (and in the queue's
+// natsgw_task_queue_tasks_total); the caller may retry another instance.
 //
 // Either way a request whose deadline passed before its handler would start
 // is answered DEADLINE_EXCEEDED without running the handler and counted in
@@ -34,6 +40,9 @@
 
 #include <string>
 
+#include "absl/time/time.h"
+#include "natsgw/task_queue.h"
+
 namespace natsgw {
 
 struct ServeOptions {
@@ -46,6 +55,13 @@ struct ServeOptions {
   // when the subject embeds an ID, e.g. a per-instance control subject, to
   // keep label cardinality bounded.
   std::string metric_subject;
+  // With workers > 0: what happens to a request arriving when max_in_flight
+  // requests are queued or running (see the file comment). Inline endpoints
+  // always shed.
+  OverflowPolicy overflow = OverflowPolicy::kReject;
+  // kBlock only: how long the delivery thread waits for room before the
+  // request is shed; >= 0. Requests behind it wait in the client library.
+  absl::Duration block_timeout = absl::Milliseconds(100);
 };
 
 }  // namespace natsgw

@@ -212,6 +212,11 @@ class Connection::Impl {
   std::string connected_url() const;
 
   const ConnectionOptions& options() const { return options_; }
+  // The connection that writes every message at once (requests, replies,
+  // JetStream API calls and acknowledgements).
+  natsConnection* rpc_connection() const { return rpc_->nc; }
+  // OK, or UNAVAILABLE once Close() has begun.
+  absl::Status CheckOpen() const;
   const std::shared_ptr<prometheus::Registry>& registry() const {
     return options_.registry;
   }
@@ -252,7 +257,6 @@ class Connection::Impl {
   explicit Impl(ConnectionOptions options);
 
   absl::Status ConnectLane(internal::Lane& lane, bool send_asap);
-  absl::Status CheckOpen() const;
   // Everything a send must pass before a message is built: the connection is
   // open and subject, headers and message ID are valid.
   absl::Status CheckSend(absl::string_view subject,

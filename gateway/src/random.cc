@@ -66,4 +66,6 @@ uint64_t RandomU64() {
   return generator.Next();
 }
 
+double Random01() { return static_cast<double>(RandomU64() >> 11) * 0x1.0p-53; }
+
 }  // namespace natsgw::internal

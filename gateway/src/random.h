@@ -14,6 +14,10 @@ namespace natsgw::internal {
 // processes, so a deterministic seed is never used. Not for secrets.
 uint64_t RandomU64();
 
+// A uniform random number in [0, 1) (53 random bits), e.g. for backoff
+// jitter.
+double Random01();
+
 }  // namespace natsgw::internal
 
 #endif  // NATSGW_GATEWAY_SRC_RANDOM_H_

@@ -37,11 +37,6 @@ struct RequestMux::Call {
 
 namespace {
 
-double Random01() {
-  // 53 random bits -> [0, 1).
-  return static_cast<double>(RandomU64() >> 11) * 0x1.0p-53;
-}
-
 absl::Duration ToDuration(std::chrono::steady_clock::duration d) {
   return absl::FromChrono(d);
 }

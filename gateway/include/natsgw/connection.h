@@ -184,7 +184,9 @@ class Connection {
   const std::shared_ptr<prometheus::Registry>& registry() const;
   const ConnectionOptions& options() const;
 
+  // For natsgw's own modules (JetStream); Impl is not part of the API.
   class Impl;
+  Impl& impl() const { return *impl_; }
 
  private:
   explicit Connection(std::unique_ptr<Impl> impl);

@@ -101,4 +101,16 @@ std::string RandomHex(int digits) {
   return out;
 }
 
+StreamConfig UsersEventsStream() {
+  StreamConfig stream;
+  stream.name = "USERS";
+  stream.description = "User events (natsgw example services)";
+  stream.subjects = {"users.events.>"};
+  stream.storage = StorageType::kFile;
+  // Re-published events (same Nats-Msg-Id) within this window are stored
+  // once; the e-mail service's idempotency store covers what comes later.
+  stream.duplicate_window = absl::Minutes(2);
+  return stream;
+}
+
 }  // namespace natsgw::examples

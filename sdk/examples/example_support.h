@@ -18,6 +18,7 @@
 #include "natsgw/connection.h"
 #include "natsgw/metrics_server.h"
 #include "natsgw/service.h"
+#include "natsgw/stream_config.h"
 
 ABSL_DECLARE_FLAG(std::string, nats_url);
 
@@ -75,6 +76,12 @@ void PrintLine(absl::string_view component, absl::string_view trace_id,
 
 // "123 us" below 10 ms, "12.3 ms" above.
 std::string FormatLatency(absl::Duration d);
+
+// The JetStream stream of user events (USERS, users.events.>): declared the
+// same way by the user service (which publishes to it) and the e-mail
+// service (which consumes it), so whichever starts first creates it and the
+// other verifies it.
+StreamConfig UsersEventsStream();
 
 // A random lower-case hex string of `digits` digits.
 std::string RandomHex(int digits);

@@ -1,6 +1,9 @@
 // user-service: registers users over request/reply and announces each new
 // user with a `users.events.UserRegistered` event, without waiting for what
-// other services (the e-mail service) do with it.
+// other services (the e-mail service) do with it. The event is published to
+// the JetStream stream USERS and the registration is answered only once the
+// stream has acknowledged it, so an acknowledged registration is never lost
+// for the e-mail service, even if it is down at that moment.
 //
 //   user-service --nats_url=nats://127.0.0.1:4222 --metrics_port=9090
 //
@@ -22,6 +25,7 @@
 #include "natsgw/builder_lease.h"
 #include "natsgw/schemas/users_natsgw.h"
 #include "natsgw/status_macros.h"
+#include "natsgw/stream_publisher.h"
 #include "natsgw/version.h"
 
 namespace natsgw::examples {
@@ -38,6 +42,11 @@ class UserDirectory {
     std::lock_guard<std::mutex> lock(mu_);
     return emails_.insert(std::string(email)).second;
   }
+  // Undoes Claim (the registration failed, so it may be tried again).
+  void Release(absl::string_view email) {
+    std::lock_guard<std::mutex> lock(mu_);
+    emails_.erase(std::string(email));
+  }
 
  private:
   std::mutex mu_;
@@ -48,7 +57,7 @@ class UserDirectory {
 // the method may run on several worker threads at once.
 class UserService : public users::UsersServiceBase {
  public:
-  explicit UserService(Connection& conn) : conn_(conn) {}
+  explicit UserService(StreamPublisher& events) : events_(events) {}
 
   absl::StatusOr<flatbuffers::Offset<users::RegisterUserReply>> RegisterUser(
       const users::RegisterUserRequest& request, ServerContext& ctx) override {
@@ -72,27 +81,37 @@ class UserService : public users::UsersServiceBase {
     }
     const std::string user_id = absl::StrCat("u-", RandomHex(12));
     const int64_t now_ms = absl::ToUnixMillis(absl::Now());
-    NATSGW_RETURN_IF_ERROR(PublishRegistered(user_id, email, name, now_ms));
+    absl::StatusOr<PublishAck> stored =
+        PublishRegistered(user_id, email, name, now_ms);
+    if (!stored.ok()) {
+      users_.Release(email);
+      PrintLine(kComponent, trace,
+                absl::StrCat("RegisterUser ", email,
+                             " failed: the event was not stored: ",
+                             stored.status().ToString()));
+      return stored.status();
+    }
 
     // From when natsgw took the request off the wire, so the time includes
     // the verification the stub did before calling this method.
     const absl::Duration took = absl::Now() - ctx.request().received_at;
-    PrintLine(
-        kComponent, trace,
-        absl::StrCat("RegisterUser ", email, " -> ", user_id,
-                     ", published users.events.UserRegistered (handled in ",
-                     FormatLatency(took), ")"));
+    PrintLine(kComponent, trace,
+              absl::StrCat("RegisterUser ", email, " -> ", user_id,
+                           ", users.events.UserRegistered stored as ",
+                           stored->stream, " #", stored->sequence,
+                           " (handled in ", FormatLatency(took), ")"));
     flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
     return users::CreateRegisterUserReplyDirect(fbb, user_id.c_str(), now_ms);
   }
 
  private:
-  // Announces the new user. Fire-and-forget: the reply does not wait for the
-  // e-mail. Published from the handler's thread, so it continues the
+  // Announces the new user and waits for the stream's ack (not for the
+  // e-mail). Published from the handler's thread, so it continues the
   // request's trace without being told.
-  absl::Status PublishRegistered(const std::string& user_id,
-                                 const std::string& email,
-                                 const std::string& name, int64_t now_ms) {
+  absl::StatusOr<PublishAck> PublishRegistered(const std::string& user_id,
+                                               const std::string& email,
+                                               const std::string& name,
+                                               int64_t now_ms) {
     // The thread's builder is leased to the reply being built, so this lease
     // gets a builder of its own and the reply is left alone.
     BuilderLease lease;
@@ -102,21 +121,29 @@ class UserService : public users::UsersServiceBase {
     fbb.Finish(users::CreateUserRegisteredDirect(
                    fbb, user_id.c_str(), email.c_str(), name.c_str(), now_ms),
                users::RegisterUserRequestIdentifier());
-    PublishOptions publish;
+    StreamPublishOptions publish;
     // Derived from the user, so a republished event is de-duplicated by
     // JetStream and consumers can recognise it.
     publish.message_id = absl::StrCat("user-registered-", user_id);
-    return conn_.Publish("users.events.UserRegistered", lease.bytes(), publish)
-        .status();
+    return events_.Publish("users.events.UserRegistered", lease.bytes(),
+                           publish);
   }
 
-  Connection& conn_;
+  StreamPublisher& events_;
   UserDirectory users_;
 };
 
 absl::Status Run() {
   NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime, StartService("user-service"));
-  UserService users(*runtime.connection);
+  NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<JetStream> js,
+                          JetStream::Create(*runtime.connection));
+  NATSGW_RETURN_IF_ERROR(js->EnsureStream(UsersEventsStream()).status());
+  StreamPublisherOptions publisher_options;
+  publisher_options.stream = UsersEventsStream().name;
+  NATSGW_ASSIGN_OR_RETURN(
+      std::unique_ptr<StreamPublisher> events,
+      StreamPublisher::Create(*js, std::move(publisher_options)));
+  UserService users(*events);
   TypedServiceOptions options;
   // The Services API reports the release that serves the contract.
   options.version = Version();

@@ -101,4 +101,74 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   return result;
 }
 
+absl::StatusOr<std::unique_ptr<BackgroundProcess>> BackgroundProcess::Start(
+    const std::vector<std::string>& argv, const std::string& output_path) {
+  if (argv.empty()) {
+    return absl::InvalidArgumentError("BackgroundProcess: empty argv");
+  }
+  const int out = open(output_path.c_str(),
+                       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) {
+    return absl::InternalError(
+        absl::StrCat("open ", output_path, ": ", std::strerror(errno)));
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(out);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(out, STDOUT_FILENO);
+    dup2(out, STDERR_FILENO);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  close(out);
+  return std::unique_ptr<BackgroundProcess>(new BackgroundProcess(pid));
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (reaped_) return;
+  kill(-pid_, SIGKILL);
+  while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+void BackgroundProcess::Signal(int signal) {
+  if (!reaped_) kill(-pid_, signal);
+}
+
+absl::StatusOr<int> BackgroundProcess::Wait(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!reaped_) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      exit_code_ = WIFEXITED(status)     ? WEXITSTATUS(status)
+                   : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                         : -1;
+      break;
+    }
+    if (r < 0 && errno != EINTR) {
+      return absl::InternalError(
+          absl::StrCat("waitpid: ", std::strerror(errno)));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError("the process is still running");
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return exit_code_;
+}
+
 }  // namespace natsgw::testing

@@ -21,6 +21,9 @@
 #ifndef NATSGW_TESTS_HARNESS_SUBPROCESS_H_
 #define NATSGW_TESTS_HARNESS_SUBPROCESS_H_
 
+#include <sys/types.h>
+
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,36 @@ struct ProcessResult {
 // argv[1..] and waits for it to exit, for at most `timeout`.
 absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                          absl::Duration timeout);
+
+// A program running in the background, its stdout and stderr appended to a
+// file, for tests that crash and restart services. Started in a process group
+// of its own and killed with its parent (PR_SET_PDEATHSIG); the destructor
+// SIGKILLs the group and reaps the process, so none outlives its test.
+//
+// Thread-safety: thread-compatible.
+class BackgroundProcess {
+ public:
+  // Starts argv[0] (an absolute path) with arguments argv[1..].
+  static absl::StatusOr<std::unique_ptr<BackgroundProcess>> Start(
+      const std::vector<std::string>& argv, const std::string& output_path);
+  ~BackgroundProcess();
+
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  // Sends `signal` to the process group.
+  void Signal(int signal);
+  // Waits for the process to exit, up to `timeout`; returns its exit code
+  // (128 + signal if killed). DEADLINE_EXCEEDED if it is still running.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+  pid_t pid() const { return pid_; }
+
+ private:
+  explicit BackgroundProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+  bool reaped_ = false;
+  int exit_code_ = -1;
+};
 
 }  // namespace natsgw::testing
 

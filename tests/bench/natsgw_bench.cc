@@ -34,18 +34,55 @@
 //   gateway_publish      natsgw Connection::Publish (trace, ID, timestamp,
 //                        metrics on every message), then Flush
 //
+// JetStream scenarios, each on a stream of its own (file storage, one
+// replica, the same configuration for natsgw and raw nats.c), created empty
+// for every run and deleted after it; --js_requests and --js_messages size
+// them. Raw connections use natsOptions_SetSendAsap (on loopback faster
+// than nats.c's buffered default in all three, and what natsgw uses for
+// JetStream):
+//   raw_js_publish_sync  nats.c js_Publish, one at a time, with a unique
+//                        Nats-Msg-Id and the expected stream set (the two
+//                        JetStream headers StreamPublisher always sends)
+//   js_publish_sync      natsgw StreamPublisher::Publish (trace, ID,
+//                        timestamp, expected stream, metrics); p50 and p99
+//                        against raw_js_publish_sync
+//   raw_js_publish_async nats.c js_PublishAsync with the same headers, at
+//                        most 256 acks outstanding
+//                        (jsOptions.PublishAsync.MaxPending), then
+//                        js_PublishAsyncComplete
+//   js_publish_async     natsgw StreamPublisher::PublishAsync with
+//                        max_pending 256, then WaitForAcks; throughput
+//                        against raw_js_publish_async
+//   raw_js_consume       messages stored beforehand (untimed, published by
+//                        natsgw so that both consumers read the same
+//                        messages), read through a durable consumer with
+//                        nats.c js_PullSubscribe, natsSubscription_Fetch
+//                        batches of 64 and natsMsg_Ack on each; timed from
+//                        the subscribe (which creates the consumer) to the
+//                        last ack sent
+//   js_consume           the same through a natsgw StreamConsumer (4
+//                        workers, default idempotency store, a handler that
+//                        acknowledges); timed from Create to the last ack
+//                        sent; throughput against raw_js_consume
+// Publish scenarios count a message once its ack arrived; consume scenarios
+// check afterwards that the server has every message acknowledged, and
+// report throughput only (their latency fields are 0).
+//
 // Scenarios run in --rounds interleaved rounds (so a noisy moment hits
 // baseline and gateway alike); each reports its median round, by p50 for
-// sequential request scenarios and by throughput for publish scenarios and
-// rpc_async_64, with "rounds".
+// sequential request scenarios and the synchronous JetStream publishes, by
+// throughput for the other publish scenarios, rpc_async_64 and the consume
+// scenarios, with "rounds".
 //
-// Request scenarios other than rpc_async_64 are sequential (one call in
-// flight): latency is the point. Publish scenarios measure throughput; their
-// latency is the cost of one publish call. Every loop is bounded by a count
+// Request scenarios other than rpc_async_64, and the synchronous JetStream
+// publishes, are sequential (one call in flight): latency is the point. The
+// other publish scenarios measure throughput; their latency is the cost of
+// one publish call. Every loop is bounded by a count
 // and by --max_seconds.
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -55,6 +92,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -62,16 +100,22 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "harness/nats_server.h"
 #include "natsgw/connection.h"
+#include "natsgw/jetstream.h"
 #include "natsgw/schemas/echo_natsgw.h"
 #include "natsgw/status_macros.h"
+#include "natsgw/stream_config.h"
+#include "natsgw/stream_consumer.h"
+#include "natsgw/stream_publisher.h"
 
 ABSL_FLAG(std::string, nats_url, "",
           "Use this NATS server instead of starting a private one");
@@ -81,6 +125,13 @@ ABSL_FLAG(int, payload_bytes, 64, "Payload size of every message");
 ABSL_FLAG(int, requests, 5000, "Measured requests per request scenario");
 ABSL_FLAG(int, publishes, 200000, "Messages per publish scenario");
 ABSL_FLAG(int, async_calls, 20000, "Measured calls of rpc_async_64");
+ABSL_FLAG(int, js_requests, 2000,
+          "Measured publishes per synchronous JetStream publish scenario");
+ABSL_FLAG(int, js_messages, 10000,
+          "Messages per asynchronous JetStream publish and consume scenario");
+ABSL_FLAG(int, js_prefetch, 0,
+          "js_consume: StreamConsumerOptions::prefetch (messages pulled ahead "
+          "of idle workers)");
 ABSL_FLAG(int, warmup, 500, "Unmeasured operations before each scenario");
 ABSL_FLAG(double, max_seconds, 20, "Upper bound on each scenario's duration");
 ABSL_FLAG(int, rounds, 3,
@@ -218,18 +269,21 @@ struct Config {
   int requests;
   int publishes;
   int async_calls;
+  int js_requests;
+  int js_messages;
   int warmup;
   absl::Duration max;
 };
 
 // Measure() for publishes: throughput counts until `flush` confirms the
-// server has every message, not just until the last call returned.
-absl::StatusOr<Result> MeasurePublish(
-    const std::string& scenario, const Config& cfg,
+// server has every message (for JetStream: every ack arrived), not just
+// until the last call returned.
+absl::StatusOr<Result> MeasureThrough(
+    const std::string& scenario, int warmup, int count, absl::Duration max,
     const std::function<absl::Status()>& op,
     const std::function<absl::Status()>& flush) {
-  NATSGW_ASSIGN_OR_RETURN(
-      Result r, Measure(scenario, cfg.warmup, cfg.publishes, cfg.max, op));
+  NATSGW_ASSIGN_OR_RETURN(Result r, Measure(scenario, warmup, count, max, op));
+  if (r.ops == 0) return r;
   const Clock::time_point start = Clock::now();
   NATSGW_RETURN_IF_ERROR(flush());
   const double loop_s = r.ops / r.ops_per_s;
@@ -237,6 +291,15 @@ absl::StatusOr<Result> MeasurePublish(
       r.ops /
       (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
   return r;
+}
+
+// MeasureThrough() sized by the core publish flags.
+absl::StatusOr<Result> MeasurePublish(
+    const std::string& scenario, const Config& cfg,
+    const std::function<absl::Status()>& op,
+    const std::function<absl::Status()>& flush) {
+  return MeasureThrough(scenario, cfg.warmup, cfg.publishes, cfg.max, op,
+                        flush);
 }
 
 absl::StatusOr<Result> RawRequest(const Config& cfg,
@@ -570,13 +633,478 @@ absl::StatusOr<Result> GatewayPublish(const Config& cfg) {
                         [&conn] { return conn->Flush(absl::Seconds(10)); });
 }
 
+// JetStream scenarios.
+
+// Acks outstanding at most in *js_publish_async (and while filling streams).
+constexpr int kJsMaxPending = 256;
+// raw_js_consume's Fetch batch: StreamConsumerOptions::max_batch's default.
+constexpr int kJsFetchBatch = 64;
+// js_consume's StreamConsumer workers.
+constexpr int kJsWorkers = 4;
+
+// Time allowed for acks still outstanding at the end of a publish scenario,
+// and for a consumer's acks to reach the server.
+constexpr absl::Duration kJsDrain = absl::Seconds(30);
+
+// A nats.c JetStream failure, with the library's last error text (which
+// carries the server's description) and the JetStream error code.
+absl::Status CheckJs(natsStatus s, jsErrCode err, absl::string_view what) {
+  if (s == NATS_OK) return absl::OkStatus();
+  natsStatus last = NATS_OK;
+  const char* text = nats_GetLastError(&last);
+  return absl::UnavailableError(absl::StrCat(
+      what, ": ", natsStatus_GetText(s),
+      text != nullptr && *text != '\0' ? absl::StrCat(" (", text, ")") : "",
+      err != 0 ? absl::StrCat(" (JetStream error ", err, ")") : ""));
+}
+
+// A throughput-only result (latency fields 0).
+Result Throughput(const std::string& scenario, int64_t ops,
+                  Clock::duration wall) {
+  Result r;
+  r.scenario = scenario;
+  r.ops = ops;
+  const double seconds = std::chrono::duration<double>(wall).count();
+  r.ops_per_s = seconds > 0 ? ops / seconds : 0;
+  return r;
+}
+
+// Nats-Msg-Id of the raw publishes: unique within a run's stream, and as
+// long as natsgw's (NewMessageId).
+std::string RawMessageId(int64_t i) { return absl::StrFormat("raw%019d", i); }
+
+// A stream of its own for one run of one scenario: empty when the run starts
+// (one left over from an interrupted run is deleted first), deleted with the
+// object. Declared through natsgw for natsgw and raw scenarios alike, so both
+// measure the same stream configuration; natsgw scenarios publish and
+// consume through its JetStream, so they must be destroyed before it.
+class BenchStream {
+ public:
+  static absl::StatusOr<std::unique_ptr<BenchStream>> Create(
+      const Config& cfg, const std::string& scenario) {
+    auto stream = std::unique_ptr<BenchStream>(new BenchStream);
+    NATSGW_ASSIGN_OR_RETURN(stream->conn_, Gateway(cfg));
+    NATSGW_ASSIGN_OR_RETURN(stream->js_, JetStream::Create(*stream->conn_));
+    StreamConfig& config = stream->config_;
+    config.name = absl::AsciiStrToUpper(absl::StrCat("bench_", scenario));
+    config.subjects = {absl::StrCat("bench.js.", scenario)};
+    config.storage = StorageType::kFile;
+    config.replicas = 1;
+    const absl::Status deleted = stream->js_->DeleteStream(config.name);
+    if (!deleted.ok() && !absl::IsNotFound(deleted)) return deleted;
+    NATSGW_RETURN_IF_ERROR(stream->js_->EnsureStream(config).status());
+    stream->created_ = true;
+    return stream;
+  }
+  ~BenchStream() {
+    if (created_) js_->DeleteStream(config_.name).IgnoreError();
+  }
+
+  JetStream& js() { return *js_; }
+  const std::string& name() const { return config_.name; }
+  const std::string& subject() const { return config_.subjects.front(); }
+
+  // OK if the stream holds exactly `messages` messages.
+  absl::Status ExpectStored(int64_t messages) {
+    NATSGW_ASSIGN_OR_RETURN(StreamState state, js_->GetStream(name()));
+    if (state.messages != static_cast<uint64_t>(messages)) {
+      return absl::InternalError(absl::StrCat("stream ", name(), " holds ",
+                                              state.messages, " messages, ",
+                                              messages, " were published"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Waits up to `timeout` until consumer `durable` has had every message of
+  // the stream delivered and acknowledged (acks are fire-and-forget, so the
+  // server may count the last ones a moment after they were sent).
+  absl::Status ExpectAllAcked(const std::string& durable,
+                              absl::Duration timeout) {
+    const absl::Time give_up = absl::Now() + timeout;
+    while (true) {
+      NATSGW_ASSIGN_OR_RETURN(ConsumerState state,
+                              js_->GetConsumer(name(), durable));
+      if (state.pending == 0 && state.ack_pending == 0) {
+        return absl::OkStatus();
+      }
+      if (absl::Now() > give_up) {
+        return absl::InternalError(
+            absl::StrCat("consumer ", durable, " on stream ", name(), ": ",
+                         state.pending, " messages undelivered and ",
+                         state.ack_pending, " unacknowledged"));
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+  // Stores `count` messages of `payload`, or as many as `max` allows (the
+  // untimed set-up of the consume scenarios); returns how many. natsgw
+  // publishes them for both consumers, so both read the same messages,
+  // headers included.
+  absl::StatusOr<int64_t> Fill(int count, const std::string& payload,
+                               absl::Duration max) {
+    std::atomic<int> failures{0};  // outlives the publisher's callbacks
+    StreamPublisherOptions options;
+    options.stream = name();
+    options.max_pending = kJsMaxPending;
+    NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<StreamPublisher> publisher,
+                            StreamPublisher::Create(*js_, options));
+    const StreamPublishOptions publish;
+    const Clock::time_point stop =
+        Clock::now() + absl::ToChronoNanoseconds(max);
+    int64_t sent = 0;
+    while (sent < count && Clock::now() < stop) {
+      NATSGW_RETURN_IF_ERROR(
+          publisher->PublishAsync(subject(), payload, publish,
+                                  [&failures](absl::StatusOr<PublishAck> ack) {
+                                    if (!ack.ok()) failures.fetch_add(1);
+                                  }));
+      ++sent;
+    }
+    NATSGW_RETURN_IF_ERROR(publisher->WaitForAcks(kJsDrain));
+    if (failures.load() > 0) {
+      return absl::InternalError(absl::StrCat(failures.load(), " publishes to ",
+                                              name(), " were not stored"));
+    }
+    NATSGW_RETURN_IF_ERROR(ExpectStored(sent));
+    return sent;
+  }
+
+ private:
+  BenchStream() = default;
+  // Members are destroyed bottom-up: the JetStream before its Connection.
+  std::unique_ptr<Connection> conn_;
+  std::unique_ptr<JetStream> js_;
+  StreamConfig config_;
+  bool created_ = false;
+};
+
+// A raw nats.c connection with a JetStream context; the context is
+// destroyed before the connection.
+class RawJetStream {
+ public:
+  // `opts` may be null (nats.c's defaults).
+  static absl::StatusOr<std::unique_ptr<RawJetStream>> Connect(
+      const std::string& url, bool send_asap, jsOptions* opts) {
+    auto raw = std::unique_ptr<RawJetStream>(new RawJetStream);
+    NATSGW_ASSIGN_OR_RETURN(raw->conn_, RawConnection::Connect(url, send_asap));
+    NATSGW_RETURN_IF_ERROR(
+        Check(natsConnection_JetStream(&raw->js_, raw->conn_->nc(), opts),
+              "JetStream context"));
+    return raw;
+  }
+  ~RawJetStream() {
+    if (js_ != nullptr) jsCtx_Destroy(js_);
+  }
+  jsCtx* js() { return js_; }
+
+ private:
+  RawJetStream() = default;
+  std::unique_ptr<RawConnection> conn_;
+  jsCtx* js_ = nullptr;
+};
+
+struct SubscriptionDeleter {
+  void operator()(natsSubscription* sub) const {
+    natsSubscription_Destroy(sub);
+  }
+};
+using SubscriptionPtr = std::unique_ptr<natsSubscription, SubscriptionDeleter>;
+
+// The headers every raw JetStream publish carries: a unique Nats-Msg-Id and
+// Nats-Expected-Stream, as StreamPublisher sends them. `id` and `stream`
+// must outlive the publish call.
+jsPubOptions RawPublishOptions(const std::string& id,
+                               const std::string& stream) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = id.c_str();
+  po.ExpectStream = stream.c_str();
+  return po;
+}
+
+absl::StatusOr<Result> RawJsPublishSync(const Config& cfg) {
+  const std::string scenario = "raw_js_publish_sync";
+  NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
+  NATSGW_ASSIGN_OR_RETURN(
+      auto raw, RawJetStream::Connect(cfg.url, /*send_asap=*/true, nullptr));
+  const std::string& subject = stream->subject();
+  const std::string& name = stream->name();
+  int64_t stored = 0;
+  NATSGW_ASSIGN_OR_RETURN(
+      Result r, Measure(scenario, cfg.warmup, cfg.js_requests, cfg.max,
+                        [&]() -> absl::Status {
+                          const std::string id = RawMessageId(stored);
+                          jsPubOptions po = RawPublishOptions(id, name);
+                          jsPubAck* ack = nullptr;
+                          jsErrCode err = static_cast<jsErrCode>(0);
+                          const natsStatus s = js_Publish(
+                              &ack, raw->js(), subject.c_str(),
+                              cfg.payload.data(),
+                              static_cast<int>(cfg.payload.size()), &po, &err);
+                          if (ack != nullptr) jsPubAck_Destroy(ack);
+                          NATSGW_RETURN_IF_ERROR(CheckJs(s, err, "js_Publish"));
+                          ++stored;
+                          return absl::OkStatus();
+                        }));
+  NATSGW_RETURN_IF_ERROR(stream->ExpectStored(stored));
+  return r;
+}
+
+absl::StatusOr<Result> JsPublishSync(const Config& cfg) {
+  const std::string scenario = "js_publish_sync";
+  NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
+  StreamPublisherOptions options;
+  options.stream = stream->name();
+  NATSGW_ASSIGN_OR_RETURN(auto publisher,
+                          StreamPublisher::Create(stream->js(), options));
+  const std::string& subject = stream->subject();
+  const StreamPublishOptions publish;
+  int64_t stored = 0;
+  NATSGW_ASSIGN_OR_RETURN(
+      Result r,
+      Measure(scenario, cfg.warmup, cfg.js_requests, cfg.max,
+              [&]() -> absl::Status {
+                NATSGW_RETURN_IF_ERROR(
+                    publisher->Publish(subject, cfg.payload, publish).status());
+                ++stored;
+                return absl::OkStatus();
+              }));
+  NATSGW_RETURN_IF_ERROR(stream->ExpectStored(stored));
+  return r;
+}
+
+// Warms up with cfg.warmup publishes and waits for their acks (untimed),
+// then MeasureThrough() over cfg.js_messages publishes: throughput runs
+// until `complete` has every ack.
+absl::StatusOr<Result> MeasureAsyncPublish(
+    const std::string& scenario, const Config& cfg,
+    const std::function<absl::Status()>& op,
+    const std::function<absl::Status()>& complete) {
+  for (int i = 0; i < cfg.warmup; ++i) NATSGW_RETURN_IF_ERROR(op());
+  NATSGW_RETURN_IF_ERROR(complete());
+  return MeasureThrough(scenario, 0, cfg.js_messages, cfg.max, op, complete);
+}
+
+void CountRawAckError(jsCtx*, jsPubAckErr*, void* failures) {
+  static_cast<std::atomic<int>*>(failures)->fetch_add(1);
+}
+
+absl::StatusOr<Result> RawJsPublishAsync(const Config& cfg) {
+  const std::string scenario = "raw_js_publish_async";
+  NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
+  std::atomic<int> failures{0};  // outlives the context's callbacks
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.PublishAsync.MaxPending = kJsMaxPending;
+  // A publish waits this long (ms) for a free slot, as StreamPublisher's
+  // pending_wait.
+  jo.PublishAsync.StallWait = 5000;
+  jo.PublishAsync.ErrHandler = &CountRawAckError;
+  jo.PublishAsync.ErrHandlerClosure = &failures;
+  NATSGW_ASSIGN_OR_RETURN(
+      auto raw, RawJetStream::Connect(cfg.url, /*send_asap=*/true, &jo));
+  const std::string& subject = stream->subject();
+  const std::string& name = stream->name();
+  int64_t sent = 0;
+  auto op = [&]() -> absl::Status {
+    const std::string id = RawMessageId(sent);
+    jsPubOptions po = RawPublishOptions(id, name);
+    NATSGW_RETURN_IF_ERROR(
+        CheckJs(js_PublishAsync(raw->js(), subject.c_str(), cfg.payload.data(),
+                                static_cast<int>(cfg.payload.size()), &po),
+                static_cast<jsErrCode>(0), "js_PublishAsync"));
+    ++sent;
+    return absl::OkStatus();
+  };
+  auto complete = [&]() -> absl::Status {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = absl::ToInt64Milliseconds(kJsDrain);
+    NATSGW_RETURN_IF_ERROR(CheckJs(js_PublishAsyncComplete(raw->js(), &po),
+                                   static_cast<jsErrCode>(0),
+                                   "js_PublishAsyncComplete"));
+    if (failures.load() > 0) {
+      return absl::InternalError(
+          absl::StrCat(failures.load(), " asynchronous publishes failed"));
+    }
+    return absl::OkStatus();
+  };
+  NATSGW_ASSIGN_OR_RETURN(Result r,
+                          MeasureAsyncPublish(scenario, cfg, op, complete));
+  NATSGW_RETURN_IF_ERROR(stream->ExpectStored(sent));
+  return r;
+}
+
+absl::StatusOr<Result> JsPublishAsync(const Config& cfg) {
+  const std::string scenario = "js_publish_async";
+  NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
+  std::atomic<int> failures{0};  // outlives the publisher's callbacks
+  StreamPublisherOptions options;
+  options.stream = stream->name();
+  options.max_pending = kJsMaxPending;
+  NATSGW_ASSIGN_OR_RETURN(auto publisher,
+                          StreamPublisher::Create(stream->js(), options));
+  const std::string& subject = stream->subject();
+  const StreamPublishOptions publish;
+  int64_t sent = 0;
+  auto op = [&]() -> absl::Status {
+    NATSGW_RETURN_IF_ERROR(
+        publisher->PublishAsync(subject, cfg.payload, publish,
+                                [&failures](absl::StatusOr<PublishAck> ack) {
+                                  if (!ack.ok()) failures.fetch_add(1);
+                                }));
+    ++sent;
+    return absl::OkStatus();
+  };
+  auto complete = [&]() -> absl::Status {
+    NATSGW_RETURN_IF_ERROR(publisher->WaitForAcks(kJsDrain));
+    if (failures.load() > 0) {
+      return absl::InternalError(
+          absl::StrCat(failures.load(), " asynchronous publishes failed"));
+    }
+    return absl::OkStatus();
+  };
+  NATSGW_ASSIGN_OR_RETURN(Result r,
+                          MeasureAsyncPublish(scenario, cfg, op, complete));
+  NATSGW_RETURN_IF_ERROR(stream->ExpectStored(sent));
+  return r;
+}
+
+// The result of a consume scenario that acknowledged `acked` of `total`
+// messages in `wall`: DEADLINE_EXCEEDED if none, else the throughput (over
+// fewer than `total` when --max_seconds ran out first).
+absl::StatusOr<Result> ConsumeResult(const std::string& scenario, int64_t acked,
+                                     int64_t total, Clock::duration wall) {
+  if (acked == 0 && total > 0) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        scenario, ": no message acknowledged within --max_seconds"));
+  }
+  return Throughput(scenario, acked, wall);
+}
+
+absl::StatusOr<Result> RawJsConsume(const Config& cfg) {
+  const std::string scenario = "raw_js_consume";
+  const std::string durable = "raw_bench";
+  NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
+  NATSGW_ASSIGN_OR_RETURN(const int64_t total,
+                          stream->Fill(cfg.js_messages, cfg.payload, cfg.max));
+  NATSGW_ASSIGN_OR_RETURN(
+      auto raw, RawJetStream::Connect(cfg.url, /*send_asap=*/true, nullptr));
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream->name().c_str();
+
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point stop = start + absl::ToChronoNanoseconds(cfg.max);
+  natsSubscription* created = nullptr;
+  jsErrCode err = static_cast<jsErrCode>(0);
+  NATSGW_RETURN_IF_ERROR(
+      CheckJs(js_PullSubscribe(&created, raw->js(), stream->subject().c_str(),
+                               durable.c_str(), nullptr, &so, &err),
+              err, "js_PullSubscribe"));
+  SubscriptionPtr sub(created);
+  int64_t acked = 0;
+  while (acked < total) {
+    const int64_t left_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(stop -
+                                                              Clock::now())
+            .count();
+    if (left_ms <= 0) break;
+    natsMsgList list = {nullptr, 0};
+    const natsStatus s = natsSubscription_Fetch(
+        &list, sub.get(),
+        static_cast<int>(std::min<int64_t>(kJsFetchBatch, total - acked)),
+        std::min<int64_t>(left_ms, 1000), &err);
+    natsStatus ack = NATS_OK;
+    for (int i = 0; i < list.Count && ack == NATS_OK; ++i) {
+      ack = natsMsg_Ack(list.Msgs[i], nullptr);
+      if (ack == NATS_OK) ++acked;
+    }
+    natsMsgList_Destroy(&list);
+    NATSGW_RETURN_IF_ERROR(Check(ack, "natsMsg_Ack"));
+    if (s == NATS_TIMEOUT) continue;
+    NATSGW_RETURN_IF_ERROR(CheckJs(s, err, "natsSubscription_Fetch"));
+  }
+  const Clock::time_point end = Clock::now();
+  if (acked == total) {
+    NATSGW_RETURN_IF_ERROR(stream->ExpectAllAcked(durable, kJsDrain));
+  }
+  return ConsumeResult(scenario, acked, total, end - start);
+}
+
+absl::StatusOr<Result> JsConsume(const Config& cfg) {
+  const std::string scenario = "js_consume";
+  const std::string durable = "natsgw_bench";
+  NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
+  NATSGW_ASSIGN_OR_RETURN(const int64_t total,
+                          stream->Fill(cfg.js_messages, cfg.payload, cfg.max));
+  StreamConsumerOptions options;
+  options.consumer.stream = stream->name();
+  options.consumer.durable = durable;
+  options.workers = kJsWorkers;
+  options.prefetch = absl::GetFlag(FLAGS_js_prefetch);
+
+  // The handler wakes this thread when it has seen every message; the
+  // consumer counts an ack once it is sent, right after its handler
+  // returned, so the last few are polled for.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<int64_t> handled{0};
+  bool all_handled = false;  // Guarded by mu.
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point stop = start + absl::ToChronoNanoseconds(cfg.max);
+  NATSGW_ASSIGN_OR_RETURN(
+      std::unique_ptr<StreamConsumer> consumer,
+      StreamConsumer::Create(stream->js(), std::move(options),
+                             [&](const Delivery&) {
+                               if (handled.fetch_add(1) + 1 == total) {
+                                 std::lock_guard<std::mutex> lock(mu);
+                                 all_handled = true;
+                                 cv.notify_one();
+                               }
+                               return DeliveryOutcome::Ack();
+                             }));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_until(lock, stop, [&] { return all_handled || total == 0; });
+  }
+  int64_t acked = 0;
+  Clock::time_point end;
+  while (true) {
+    acked = consumer->stats().acked;
+    end = Clock::now();
+    if (acked >= total || end > stop) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  // When --max_seconds ran out first, Stop() hands back (Naks) what the
+  // workers had not started: expected then, and not checked.
+  const absl::Status stopped = consumer->Stop(absl::Seconds(10));
+  if (acked >= total) {
+    NATSGW_RETURN_IF_ERROR(stopped);
+    const StreamConsumerStats stats = consumer->stats();
+    if (stats.redelivered > 0 || stats.naked > 0 || stats.terminated > 0 ||
+        stats.skipped_duplicates > 0) {
+      return absl::InternalError(absl::StrCat(
+          scenario, ": every message should be acked once on first delivery; ",
+          stats.redelivered, " redelivered, ", stats.naked, " naked, ",
+          stats.terminated, " terminated, ", stats.skipped_duplicates,
+          " skipped as duplicates"));
+    }
+    NATSGW_RETURN_IF_ERROR(stream->ExpectAllAcked(durable, kJsDrain));
+  }
+  return ConsumeResult(scenario, std::min(acked, total), total, end - start);
+}
+
 int Run() {
   std::unique_ptr<natsgw::testing::NatsServer> own_server;
   Config cfg;
   cfg.url = absl::GetFlag(FLAGS_nats_url);
   if (cfg.url.empty()) {
     natsgw::testing::NatsServerOptions sopts;
-    sopts.jetstream = false;
+    // JetStream (store in the server's temporary directory) for the js_*
+    // scenarios.
+    sopts.jetstream = true;
     auto started = natsgw::testing::NatsServer::Start(sopts);
     if (!started.ok()) {
       std::fprintf(stderr, "natsgw-bench: %s\n",
@@ -591,14 +1119,19 @@ int Run() {
   cfg.requests = absl::GetFlag(FLAGS_requests);
   cfg.publishes = absl::GetFlag(FLAGS_publishes);
   cfg.async_calls = absl::GetFlag(FLAGS_async_calls);
+  cfg.js_requests = absl::GetFlag(FLAGS_js_requests);
+  cfg.js_messages = absl::GetFlag(FLAGS_js_messages);
   cfg.warmup = absl::GetFlag(FLAGS_warmup);
   cfg.max = absl::Seconds(absl::GetFlag(FLAGS_max_seconds));
 
   const std::vector<std::string> all = {
-      "raw_request_default", "raw_request_asap",
-      "gateway_request",     "rpc_sync",
-      "rpc_async_64",        "raw_publish",
-      "raw_publish_headers", "gateway_publish"};
+      "raw_request_default",  "raw_request_asap",
+      "gateway_request",      "rpc_sync",
+      "rpc_async_64",         "raw_publish",
+      "raw_publish_headers",  "gateway_publish",
+      "raw_js_publish_sync",  "js_publish_sync",
+      "raw_js_publish_async", "js_publish_async",
+      "raw_js_consume",       "js_consume"};
   std::vector<std::string> chosen = all;
   if (!absl::GetFlag(FLAGS_scenarios).empty()) {
     chosen =
@@ -630,6 +1163,12 @@ int Run() {
       if (scenario == "raw_publish") r = RawPublish(cfg);
       if (scenario == "raw_publish_headers") r = RawPublishHeaders(cfg);
       if (scenario == "gateway_publish") r = GatewayPublish(cfg);
+      if (scenario == "raw_js_publish_sync") r = RawJsPublishSync(cfg);
+      if (scenario == "js_publish_sync") r = JsPublishSync(cfg);
+      if (scenario == "raw_js_publish_async") r = RawJsPublishAsync(cfg);
+      if (scenario == "js_publish_async") r = JsPublishAsync(cfg);
+      if (scenario == "raw_js_consume") r = RawJsConsume(cfg);
+      if (scenario == "js_consume") r = JsConsume(cfg);
       if (!r.ok()) {
         std::fprintf(stderr, "natsgw-bench: %s: %s\n", scenario.c_str(),
                      r.status().ToString().c_str());
@@ -640,11 +1179,14 @@ int Run() {
   }
 
   // The median round of each scenario: by throughput where throughput is
-  // the point (publishes, pipelined calls), by p50 for sequential requests.
+  // the point (publishes, pipelined calls, consumers), by p50 for sequential
+  // requests and synchronous JetStream publishes.
   std::map<std::string, Result> results;
   for (auto& [scenario, list] : runs) {
-    const bool by_throughput =
-        absl::StrContains(scenario, "publish") || scenario == "rpc_async_64";
+    const bool by_throughput = (absl::StrContains(scenario, "publish") &&
+                                !absl::EndsWith(scenario, "js_publish_sync")) ||
+                               scenario == "rpc_async_64" ||
+                               absl::EndsWith(scenario, "js_consume");
     std::sort(list.begin(), list.end(),
               [by_throughput](const Result& a, const Result& b) {
                 return by_throughput ? a.ops_per_s < b.ops_per_s
@@ -687,6 +1229,16 @@ int Run() {
     if (scenario == "gateway_publish") {
       ratio("raw_publish", "ops_ratio", &Result::ops_per_s);
       ratio("raw_publish_headers", "ops_ratio", &Result::ops_per_s);
+    }
+    if (scenario == "js_publish_sync") {
+      ratio("raw_js_publish_sync", "p50", &Result::p50_us);
+      ratio("raw_js_publish_sync", "p99", &Result::p99_us);
+    }
+    if (scenario == "js_publish_async") {
+      ratio("raw_js_publish_async", "ops_ratio", &Result::ops_per_s);
+    }
+    if (scenario == "js_consume") {
+      ratio("raw_js_consume", "ops_ratio", &Result::ops_per_s);
     }
     Print(r, payload_bytes, rounds, extra);
   }

@@ -14,14 +14,11 @@
 #include "absl/time/clock.h"
 
 namespace natsgw::testing {
+namespace {
 
-absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
-                                         absl::Duration timeout) {
-  if (argv.empty()) return absl::InvalidArgumentError("RunProcess: empty argv");
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-  }
+// Starts argv[0] with stdout and stderr on `out`, in a process group of its
+// own, killed if this process dies. Returns the child's pid.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int out) {
   // Everything the child needs is built before fork(): after it, only
   // async-signal-safe calls are allowed in a multi-threaded process.
   std::vector<char*> args;
@@ -31,23 +28,40 @@ absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
     return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
   }
   if (pid == 0) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the parent died before prctl
-    dup2(fds[1], STDOUT_FILENO);
-    dup2(fds[1], STDERR_FILENO);
+    dup2(out, STDOUT_FILENO);
+    dup2(out, STDERR_FILENO);
     execv(args[0], args.data());
     _exit(127);
   }
-  // Also here, so that the group exists before any kill(-pid) below whichever
-  // process runs first (EACCES once the child has exec'd: it did it itself).
+  // Also here, so that the group exists before any kill(-pid) by the caller
+  // whichever process runs first (EACCES once the child has exec'd: it did
+  // it itself).
   setpgid(pid, pid);
+  return pid;
+}
+
+}  // namespace
+
+absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
+                                         absl::Duration timeout) {
+  if (argv.empty()) return absl::InvalidArgumentError("RunProcess: empty argv");
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  absl::StatusOr<pid_t> started = Spawn(argv, fds[1]);
   close(fds[1]);
+  if (!started.ok()) {
+    close(fds[0]);
+    return started.status();
+  }
+  const pid_t pid = *started;
 
   ProcessResult result;
   const absl::Time deadline = absl::Now() + timeout;
@@ -112,28 +126,10 @@ absl::StatusOr<std::unique_ptr<BackgroundProcess>> BackgroundProcess::Start(
     return absl::InternalError(
         absl::StrCat("open ", output_path, ": ", std::strerror(errno)));
   }
-  std::vector<char*> args;
-  for (const std::string& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(out);
-    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(out, STDOUT_FILENO);
-    dup2(out, STDERR_FILENO);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  setpgid(pid, pid);
+  absl::StatusOr<pid_t> pid = Spawn(argv, out);
   close(out);
-  return std::unique_ptr<BackgroundProcess>(new BackgroundProcess(pid));
+  if (!pid.ok()) return pid.status();
+  return std::unique_ptr<BackgroundProcess>(new BackgroundProcess(*pid));
 }
 
 BackgroundProcess::~BackgroundProcess() {

@@ -19,6 +19,7 @@
 #include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/capturing_logger.h"
 #include "harness/sync_points.h"
 #include "natsgw/connection.h"
 #include "natsgw/subscribe_options.h"
@@ -33,24 +34,6 @@ using ::natsgw::testing::kSyncPointTimeout;
 using ::natsgw::testing::Latch;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// Keeps every line logged at warning or above, and shows it on stderr.
-class CapturingLogger : public Logger {
- public:
-  void Log(absl::LogSeverity severity, absl::string_view message) override {
-    if (severity < absl::LogSeverity::kWarning) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    lines_.emplace_back(message);
-  }
-  std::vector<std::string> lines() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
-};
 
 // The messages a handler saw, in the order it saw them.
 class Seen {
@@ -158,8 +141,18 @@ class SubscribeQueueTest : public GatewayTest {
     return sub.ok() ? *std::move(sub) : nullptr;
   }
 
-  std::shared_ptr<CapturingLogger> logger_ =
-      std::make_shared<CapturingLogger>();
+  // Publishes "hold" to `subject`, waits until its handler holds a worker
+  // (`holding`), then publishes "m1" .. "m<n>" behind it.
+  void HoldThenPublish(absl::string_view subject, Latch& holding, int n) {
+    Publish(subject, "hold");
+    Flush();
+    ASSERT_TRUE(holding.Wait());
+    for (int i = 1; i <= n; ++i) Publish(subject, absl::StrCat("m", i));
+    Flush();
+  }
+
+  std::shared_ptr<testing::CapturingLogger> logger_ =
+      std::make_shared<testing::CapturingLogger>(absl::LogSeverity::kWarning);
   std::unique_ptr<Connection> conn_;
 };
 
@@ -198,11 +191,7 @@ TEST_F(SubscribeQueueTest, RejectUnderABlockedHandlerIsCountedAndLogged) {
   options.overflow = OverflowPolicy::kReject;
   auto sub = SubscribeHolding("sq.reject", options, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.reject", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 5; ++i) Publish("sq.reject", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.reject", holding, 5));
   // m1 and m2 wait; m3..m5 find the queue full.
   ASSERT_TRUE(Eventually([&] { return sub->dropped() == 3; }));
   EXPECT_EQ(SubscribeErrors("RESOURCE_EXHAUSTED"), 3);
@@ -226,11 +215,7 @@ TEST_F(SubscribeQueueTest, DropOldestUnderABlockedHandlerKeepsTheNewest) {
   options.overflow = OverflowPolicy::kDropOldest;
   auto sub = SubscribeHolding("sq.drop", options, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.drop", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 5; ++i) Publish("sq.drop", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.drop", holding, 5));
   ASSERT_TRUE(Eventually([&] { return sub->dropped() == 3; }));
   EXPECT_EQ(SubscribeErrors("RESOURCE_EXHAUSTED"), 3);
   EXPECT_EQ(QueueOutcome("sq.drop", "dropped"), 3);
@@ -250,11 +235,7 @@ TEST_F(SubscribeQueueTest, BlockGivesUpAfterBlockTimeoutAndCounts) {
   options.block_timeout = absl::Milliseconds(20);
   auto sub = SubscribeHolding("sq.block", options, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.block", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 3; ++i) Publish("sq.block", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.block", holding, 3));
   // m1 waits; the delivery thread waits for room for m2, then m3, in vain.
   ASSERT_TRUE(Eventually([&] { return sub->dropped() == 2; }));
   EXPECT_EQ(SubscribeErrors("RESOURCE_EXHAUSTED"), 2);
@@ -300,11 +281,7 @@ TEST_F(SubscribeQueueTest, UnsubscribeCancelsWaitingMessagesAndCountsThem) {
   options.workers = 1;
   auto sub = SubscribeHolding("sq.unsub", options, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.unsub", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 3; ++i) Publish("sq.unsub", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.unsub", holding, 3));
   ASSERT_TRUE(Eventually([&] { return QueueDepth("sq.unsub") == 3; }));
   absl::Status result;
   std::thread closer([&] { result = sub->Unsubscribe(); });
@@ -327,11 +304,7 @@ TEST_F(SubscribeQueueTest, DrainFinishesQueuedWork) {
   options.workers = 1;
   auto sub = SubscribeHolding("sq.drain", options, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.drain", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 5; ++i) Publish("sq.drain", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.drain", holding, 5));
   ASSERT_TRUE(Eventually([&] { return QueueDepth("sq.drain") == 5; }));
   absl::Status result = absl::UnknownError("not returned");
   std::thread drainer([&] { result = sub->Drain(kSyncPointTimeout); });
@@ -355,11 +328,7 @@ TEST_F(SubscribeQueueTest, DrainWithAShortTimeoutCancelsAndReportsIt) {
   options.workers = 1;
   auto sub = SubscribeHolding("sq.drain_short", options, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.drain_short", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 5; ++i) Publish("sq.drain_short", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.drain_short", holding, 5));
   ASSERT_TRUE(Eventually([&] { return QueueDepth("sq.drain_short") == 5; }));
   absl::Status result;
   std::thread drainer([&] { result = sub->Drain(absl::Milliseconds(20)); });
@@ -383,11 +352,7 @@ TEST_F(SubscribeQueueTest, InlineDrainHandlesWhatIsPendingInTheClient) {
   Seen seen;
   auto sub = SubscribeHolding("sq.inline_drain", {}, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.inline_drain", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 3; ++i) Publish("sq.inline_drain", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.inline_drain", holding, 3));
   absl::Status result = absl::UnknownError("not returned");
   std::thread drainer([&] { result = sub->Drain(kSyncPointTimeout); });
   gate.Open();
@@ -402,11 +367,7 @@ TEST_F(SubscribeQueueTest, InlineDrainTimeoutCountsWhatTheClientDropped) {
   Seen seen;
   auto sub = SubscribeHolding("sq.inline_short", {}, gate, holding, seen);
   ASSERT_NE(sub, nullptr);
-  Publish("sq.inline_short", "hold");
-  Flush();
-  ASSERT_TRUE(holding.Wait());
-  for (int i = 1; i <= 3; ++i) Publish("sq.inline_short", absl::StrCat("m", i));
-  Flush();
+  ASSERT_NO_FATAL_FAILURE(HoldThenPublish("sq.inline_short", holding, 3));
   absl::Status result;
   std::thread drainer([&] { result = sub->Drain(absl::Milliseconds(20)); });
   ASSERT_TRUE(Eventually([&] { return SubscribeErrors("CANCELLED") == 3; }));

@@ -25,6 +25,7 @@
 #include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/capturing_logger.h"
 #include "natsgw/connection.h"
 #include "natsgw/event_topic.h"
 #include "natsgw/logger.h"
@@ -112,31 +113,6 @@ class Inbox {
   std::vector<Event<T>> events_;
 };
 
-// Keeps what the connection logs.
-class CapturingLogger : public Logger {
- public:
-  void Log(absl::LogSeverity severity, absl::string_view message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    lines_.emplace_back(message);
-  }
-  std::vector<std::string> lines() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-  // The lines that mention `text`.
-  std::vector<std::string> Matching(absl::string_view text) {
-    std::vector<std::string> out;
-    for (std::string& line : lines()) {
-      if (absl::StrContains(line, text)) out.push_back(std::move(line));
-    }
-    return out;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
-};
-
 class TypedPubSubTest : public GatewayTest {
  protected:
   ConnectionOptions Options() override {
@@ -175,8 +151,8 @@ class TypedPubSubTest : public GatewayTest {
     return text.substr(at + key.size(), end - at - key.size());
   }
 
-  std::shared_ptr<CapturingLogger> logger_ =
-      std::make_shared<CapturingLogger>();
+  std::shared_ptr<testing::CapturingLogger> logger_ =
+      std::make_shared<testing::CapturingLogger>();
 };
 
 TEST_F(TypedPubSubTest, RoundTripOnSubjectTemplate) {

@@ -2,10 +2,6 @@
 // calls that end before anything is sent. The Connection is created with
 // retry_on_failed_connect against a loopback port that refuses connections,
 // so it exists but never connects.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -51,43 +47,10 @@ constexpr MethodDescriptor kIdempotentEcho = [] {
   return m;
 }();
 
-// A loopback TCP port that is bound but not listening: connecting to it is
-// refused at once, and no other process (an integration test's nats-server
-// running in parallel, say) can take it while this object holds it.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~RefusingPort() {
-    if (fd_ >= 0) close(fd_);
-  }
-  RefusingPort(const RefusingPort&) = delete;
-  RefusingPort& operator=(const RefusingPort&) = delete;
-
-  // 0 if no port could be reserved.
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 class RpcChannelTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    port_ = new RefusingPort();
+    port_ = new testing::RefusingPort();
     ASSERT_NE(port_->port(), 0) << std::strerror(errno);
     ConnectionOptions options;
     options.servers = {absl::StrCat("nats://127.0.0.1:", port_->port())};
@@ -115,11 +78,11 @@ class RpcChannelTest : public ::testing::Test {
 
   static Connection& conn() { return *conn_; }
 
-  static RefusingPort* port_;
+  static testing::RefusingPort* port_;
   static Connection* conn_;
 };
 
-RefusingPort* RpcChannelTest::port_ = nullptr;
+testing::RefusingPort* RpcChannelTest::port_ = nullptr;
 Connection* RpcChannelTest::conn_ = nullptr;
 
 using RpcChannelCreateTest = RpcChannelTest;

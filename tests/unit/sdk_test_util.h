@@ -1,7 +1,13 @@
 // Shared helpers of sdk_unit_test: a hand-written descriptor of echo.fbs's
-// rpc_service (what natsgw-gen would emit) and builders of echo buffers.
+// rpc_service (what natsgw-gen would emit), builders of echo buffers, and a
+// port no server listens on (for connections that must fail at once).
 #ifndef NATSGW_TESTS_UNIT_SDK_TEST_UTIL_H_
 #define NATSGW_TESTS_UNIT_SDK_TEST_UTIL_H_
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <string>
@@ -52,6 +58,39 @@ absl::string_view PayloadOf(const T& table) {
       reinterpret_cast<const char*>(table.payload()->data()),
       table.payload()->size());
 }
+
+// A loopback TCP port that is bound but not listening: connecting to it is
+// refused at once, and no other process (an integration test's nats-server
+// running in parallel, say) can take it while this object holds it.
+class RefusingPort {
+ public:
+  RefusingPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof(addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  ~RefusingPort() {
+    if (fd_ >= 0) close(fd_);
+  }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+
+  // 0 if no port could be reserved.
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 }  // namespace testing
 }  // namespace natsgw

@@ -6,13 +6,9 @@
 // as Connection::Publish fails there and is counted in
 // natsgw_errors_total{operation="publish"}, which tells it apart from one
 // refused by the typed layer.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -36,6 +32,7 @@
 #include "natsgw/testdata/nested_generated.h"
 #include "natsgw/typed_publisher.h"
 #include "natsgw/typed_subscriber.h"
+#include "sdk_test_util.h"
 
 namespace natsgw {
 namespace {
@@ -165,39 +162,6 @@ TEST(EventTest, DeliveryLatency) {
   EXPECT_EQ((*event).email()->str(), "ada@example.com");
 }
 
-// A loopback TCP port that is bound but not listening: connecting to it is
-// refused at once, and no other process can take it while this object holds
-// it.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~RefusingPort() {
-    if (fd_ >= 0) close(fd_);
-  }
-  RefusingPort(const RefusingPort&) = delete;
-  RefusingPort& operator=(const RefusingPort&) = delete;
-
-  // 0 if no port could be reserved.
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 class TypedPubSubNoServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -255,7 +219,7 @@ class TypedPubSubNoServerTest : public ::testing::Test {
     return *std::move(p);
   }
 
-  RefusingPort port_;
+  testing::RefusingPort port_;
   std::shared_ptr<prometheus::Registry> registry_ =
       std::make_shared<prometheus::Registry>();
   std::unique_ptr<Connection> conn_;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/capturing_logger.h"
 #include "harness/sync_points.h"
 
 namespace natsgw {
@@ -26,23 +27,6 @@ using ::natsgw::testing::Gate;
 using ::natsgw::testing::Latch;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-// Records every line logged.
-class CapturingLogger : public Logger {
- public:
-  void Log(absl::LogSeverity, absl::string_view message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    lines_.emplace_back(message);
-  }
-  std::vector<std::string> lines() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
-};
 
 // What happened to the tasks a test submitted, thread-safely.
 class Outcomes {
@@ -266,7 +250,7 @@ TEST(TaskQueueTest, RunsOnItsWorkersConcurrently) {
 }
 
 TEST(TaskQueueTest, AnExceptionFromRunDoesNotKillTheWorker) {
-  auto logger = std::make_shared<CapturingLogger>();
+  auto logger = std::make_shared<testing::CapturingLogger>();
   TaskQueueOptions options;
   options.workers = 1;
   options.logger = logger;

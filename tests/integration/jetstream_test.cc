@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "natsgw/service_error.h"
 #include "natsgw/stream_consumer.h"
 #include "natsgw/stream_publisher.h"
+#include "natsgw/trace_context.h"
 
 namespace natsgw {
 namespace {
@@ -320,6 +322,33 @@ TEST_F(JetStreamTest, ConsumerHandlesEveryMessageOnceAndAcks) {
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(state->ack_pending, 0u);
   EXPECT_EQ(state->pending, 0u);
+}
+
+TEST_F(JetStreamTest, HandlerContinuesTheProducersTrace) {
+  ASSERT_TRUE(js_->EnsureStream(Orders()).ok());
+  auto p = Publisher();
+  ASSERT_NE(p, nullptr);
+  auto ack = p->Publish("orders.created", "x");
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  std::mutex mu;
+  std::optional<TraceContext> current;
+  std::optional<TraceContext> carried;
+  auto consumer = StreamConsumer::Create(
+      *js_, Worker(), [&](const Delivery& d) -> DeliveryOutcome {
+        std::lock_guard<std::mutex> lock(mu);
+        current = CurrentTraceContext();
+        carried = d.message().trace;
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  ASSERT_TRUE(WaitFor([&] { return (*consumer)->stats().acked == 1; }));
+  ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_TRUE(current.has_value());
+  // Anything the handler sends continues the producer's trace.
+  EXPECT_EQ(current->TraceIdHex(), ack->sent.trace.TraceIdHex());
+  EXPECT_EQ(carried->TraceIdHex(), ack->sent.trace.TraceIdHex());
+  EXPECT_EQ(carried->SpanIdHex(), ack->sent.trace.SpanIdHex());
 }
 
 TEST_F(JetStreamTest, FailingHandlerIsRedeliveredWithBackoffThenSucceeds) {

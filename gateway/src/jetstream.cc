@@ -492,6 +492,24 @@ absl::StatusOr<ConsumerState> JetStream::GetConsumer(
   return ToConsumerState(*ci, /*created=*/false);
 }
 
+absl::Status JetStream::DeleteConsumer(absl::string_view stream,
+                                       absl::string_view durable) {
+  NATSGW_RETURN_IF_ERROR(ValidateJetStreamName(stream, "stream name"));
+  NATSGW_RETURN_IF_ERROR(ValidateJetStreamName(durable, "durable name"));
+  NATSGW_RETURN_IF_ERROR(impl_->conn_impl().CheckOpen());
+  const std::string st(stream), d(durable);
+  jsOptions o = impl_->ApiOptions();
+  jsErrCode err = static_cast<jsErrCode>(0);
+  natsStatus s =
+      js_DeleteConsumer(impl_->js(), st.c_str(), d.c_str(), &o, &err);
+  if (s != NATS_OK) {
+    return internal::JetStreamError(
+        s, err,
+        absl::StrCat("deleting consumer \"", d, "\" on stream \"", st, "\""));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ConsumerState> JetStream::EnsureConsumer(
     const ConsumerConfig& want) {
   NATSGW_RETURN_IF_ERROR(ValidateConsumerConfig(want));

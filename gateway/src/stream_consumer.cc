@@ -149,7 +149,8 @@ class StreamConsumer::Impl {
  public:
   Impl(JetStream& js, StreamConsumerOptions options, DeliveryHandler handler,
        std::shared_ptr<internal::JetStreamMetrics> metrics)
-      : conn_(js.connection()),
+      : js_(js),
+        conn_(js.connection()),
         nc_(js.impl().conn_impl().rpc_connection()),
         options_(std::move(options)),
         handler_(std::move(handler)),
@@ -321,8 +322,27 @@ class StreamConsumer::Impl {
       const char* status = nullptr;
       if (natsMsgHeader_Get(msg.get(), "Status", &status) == NATS_OK &&
           status != nullptr) {
-        // 100: idle heartbeat; 404 / 408 / 409: this request is over.
-        if (absl::string_view(status) == "100") continue;
+        const absl::string_view code(status);
+        // 100: idle heartbeat; 404 (no messages) and 408 (expired): this
+        // request is over, normally.
+        if (code == "100") continue;
+        if (code == "404" || code == "408") {
+          last_pull_problem_.clear();
+          return;
+        }
+        // Anything else (409: consumer deleted, leader changed, limits) ends
+        // the request too, but pulling again at once would only repeat it.
+        const char* description = nullptr;
+        natsMsgHeader_Get(msg.get(), "Description", &description);
+        const std::string problem =
+            absl::StrCat(code, " ", description != nullptr ? description : "");
+        if (problem != last_pull_problem_) {
+          Log(absl::LogSeverity::kWarning,
+              absl::StrCat("pull request ended with status ", problem,
+                           "; pulling again every 250ms"));
+          last_pull_problem_ = problem;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
         return;
       }
       const char* reply = natsMsg_GetReply(msg.get());
@@ -336,6 +356,20 @@ class StreamConsumer::Impl {
       }
       ++received;
       Dispatch(std::move(msg), reply, meta);
+    }
+    if (received < batch && !stopping_.load()) {
+      // The server always ends a pull (408 when it expires); silence means
+      // nobody took the request: no JetStream, or no such consumer.
+      absl::StatusOr<ConsumerState> state =
+          js_.GetConsumer(options_.consumer.stream, options_.consumer.durable);
+      const std::string problem =
+          state.ok() ? std::string()
+                     : absl::StrCat("pull request unanswered: ",
+                                    state.status().ToString());
+      if (!problem.empty() && problem != last_pull_problem_) {
+        Log(absl::LogSeverity::kWarning, problem);
+      }
+      last_pull_problem_ = problem;
     }
   }
 
@@ -566,6 +600,7 @@ class StreamConsumer::Impl {
         });
   }
 
+  JetStream& js_;
   Connection& conn_;
   natsConnection* const nc_;
   const StreamConsumerOptions options_;
@@ -593,6 +628,9 @@ class StreamConsumer::Impl {
   std::string next_subject_;
   SubscriptionPtr sub_;
   std::thread puller_;
+  // The puller's last unusual pull status, so a lasting one is logged once.
+  // Used by the puller thread only.
+  std::string last_pull_problem_;
   std::atomic<bool> stopping_{false};
 
   std::mutex stop_mu_;

@@ -20,6 +20,7 @@
 #include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/capturing_logger.h"
 #include "natsgw/idempotency_store.h"
 #include "natsgw/kv_idempotency_store.h"
 #include "natsgw/logger.h"
@@ -584,6 +585,40 @@ TEST_F(JetStreamTest, IdempotencyTtlMustCoverRedeliveries) {
   EXPECT_TRUE(StreamConsumer::Create(*js_, o, [](const Delivery&) {
                 return DeliveryOutcome::Ack();
               }).ok());
+}
+
+TEST_F(JetStreamTest, ADeletedConsumerIsReportedOnce) {
+  ASSERT_TRUE(js_->EnsureStream(Orders()).ok());
+  auto logger = std::make_shared<testing::CapturingLogger>();
+  ConnectionOptions options = Options();
+  options.logger = logger;
+  auto conn = Connect(options);
+  ASSERT_NE(conn, nullptr);
+  auto js = JetStream::Create(*conn);
+  ASSERT_TRUE(js.ok());
+  auto consumer = StreamConsumer::Create(
+      **js, Worker(), [](const Delivery&) { return DeliveryOutcome::Ack(); });
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  ASSERT_TRUE(js_->DeleteConsumer("ORDERS", "worker").ok());
+  EXPECT_EQ(js_->DeleteConsumer("ORDERS", "worker").code(),
+            absl::StatusCode::kNotFound);
+  // Depending on timing the pull in progress ends with a 409, or the next
+  // one goes unanswered; either way the puller says so and keeps trying at a
+  // slow pace rather than spinning.
+  auto reports = [&] {
+    std::vector<std::string> out = logger->Matching("Consumer Deleted");
+    for (std::string& line :
+         logger->Matching("pull request unanswered: NOT_FOUND")) {
+      out.push_back(std::move(line));
+    }
+    return out;
+  };
+  EXPECT_TRUE(WaitFor([&] { return !reports().empty(); }));
+  absl::SleepFor(absl::Seconds(2));
+  // One line per distinct problem (at most the 409, then the unanswered
+  // pulls), not one per pull.
+  EXPECT_LE(reports().size(), 2u) << ::testing::PrintToString(logger->lines());
+  EXPECT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
 }
 
 TEST_F(JetStreamTest, LongHandlerKeepsTheMessageWithHeartbeats) {

@@ -91,6 +91,10 @@ class JetStream {
   absl::StatusOr<ConsumerState> EnsureConsumer(const ConsumerConfig& config);
   absl::StatusOr<ConsumerState> GetConsumer(absl::string_view stream,
                                             absl::string_view durable);
+  // Deletes the consumer (its position and pending acks); NOT_FOUND if there
+  // is none.
+  absl::Status DeleteConsumer(absl::string_view stream,
+                              absl::string_view durable);
 
   Connection& connection() const;
   const JetStreamOptions& options() const;

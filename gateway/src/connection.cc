@@ -402,8 +402,11 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
                                     natsStatus err, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
   Impl* self = lane->owner;
-  const char* detail = nullptr;
-  natsConnection_GetLastError(nc, &detail);
+  // nats.c hands out its error buffer, which its reader thread rewrites when
+  // the next error arrives: copied at once.
+  const char* last_error = nullptr;
+  natsConnection_GetLastError(nc, &last_error);
+  const std::string detail = last_error != nullptr ? last_error : "";
   std::string subject;
   if (sub != nullptr) {
     const char* s = natsSubscription_GetSubject(sub);
@@ -411,7 +414,7 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
   }
   const absl::StatusCode code = internal::StatusCodeFromNats(err);
   if (err == NATS_NOT_PERMITTED && lane == self->rpc_.get() &&
-      detail != nullptr) {
+      !detail.empty()) {
     self->FailDenied(detail);
   }
   // A slow consumer concerns a subscription; a permission violation whatever
@@ -424,9 +427,7 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
       absl::StrCat("asynchronous NATS error on the ", lane->name, " connection",
                    subject.empty() ? "" : " for '", subject,
                    subject.empty() ? "" : "'", ": ", natsStatus_GetText(err),
-                   detail != nullptr && detail[0] != '\0'
-                       ? absl::StrCat(" (", detail, ")")
-                       : ""));
+                   detail.empty() ? "" : absl::StrCat(" (", detail, ")")));
 }
 
 void Connection::Impl::FailDenied(absl::string_view detail) {

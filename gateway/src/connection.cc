@@ -237,7 +237,10 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
   if (s != NATS_OK) return NatsError(s, "configuring the NATS connection");
 
   s = natsConnection_Connect(&lane.nc, opts.get());
-  if (s == NATS_OK) lane.RefreshMaxPayload(lane.nc);
+  if (s == NATS_OK) {
+    lane.RefreshMaxPayload(lane.nc);
+    MarkUp(lane);
+  }
   if (s == NATS_NOT_YET_CONNECTED && options_.retry_on_failed_connect) {
     Log(absl::LogSeverity::kWarning,
         absl::StrCat("no NATS server reachable yet for the ", lane.name,
@@ -364,10 +367,21 @@ std::string Connection::Impl::connected_url() const {
 // ---------------------------------------------------------------------------
 // nats.c callbacks. They run on nats.c's single callback thread.
 
+void Connection::Impl::MarkUp(Lane& lane) {
+  if (!lane.up.exchange(true)) metrics_->ConnectionUp(lane.name);
+  if (lane.ever_up.exchange(true)) metrics_->RecordReconnect(lane.name);
+}
+
+void Connection::Impl::MarkDown(Lane& lane) {
+  if (lane.up.exchange(false)) metrics_->ConnectionDown(lane.name);
+}
+
 void Connection::Impl::OnDisconnected(natsConnection* nc, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
+  lane->owner->MarkDown(*lane);
   // Closing disconnects too; only an unplanned loss is worth a warning.
   if (lane->owner->closed_.load(std::memory_order_acquire)) return;
+  lane->owner->metrics_->RecordDisconnect(lane->name);
   lane->owner->Log(absl::LogSeverity::kWarning,
                    absl::StrCat("disconnected from NATS (", lane->name,
                                 " connection); reconnecting if allowed"));
@@ -386,6 +400,7 @@ void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
   // A different server may have a different limit.
   lane->RefreshMaxPayload(nc);
+  lane->owner->MarkUp(*lane);
   // nats.c has subscribed the inbox again; if it is still refused, the
   // server says so again.
   if (lane == lane->owner->rpc_.get()) lane->owner->mux_->RepliesAllowedAgain();
@@ -395,7 +410,9 @@ void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
 }
 
 void Connection::Impl::OnClosed(natsConnection*, void* closure) {
-  static_cast<Lane*>(closure)->closed.Notify();
+  auto* lane = static_cast<Lane*>(closure);
+  lane->owner->MarkDown(*lane);
+  lane->closed.Notify();
 }
 
 void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,

@@ -66,6 +66,10 @@ struct Lane {
   // The server's max_payload, refreshed on every (re)connect: reading it from
   // nats.c takes the connection lock, which every publish would contend on.
   std::atomic<int64_t> max_payload{0};
+  // Whether natsgw_nats_connections counts this lane as up, and whether it
+  // has ever been (a later "connected" is then a reconnection).
+  std::atomic<bool> up{false};
+  std::atomic<bool> ever_up{false};
 
   // `connection` is this lane's; passed in because nats.c's first
   // "connected" callback can run before natsConnection_Connect returns it.
@@ -232,6 +236,10 @@ class Connection::Impl {
 
   // nats.c connection callbacks (closure: the Lane).
   static void OnDisconnected(natsConnection* nc, void* closure);
+  // Keep natsgw_nats_connections and the reconnect count in step with a
+  // lane's state; idempotent.
+  void MarkUp(internal::Lane& lane);
+  void MarkDown(internal::Lane& lane);
   static void OnReconnected(natsConnection* nc, void* closure);
   static void OnClosed(natsConnection* nc, void* closure);
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub,

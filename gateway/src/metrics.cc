@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "natsgw/version.h"
 
 namespace natsgw::internal {
 namespace {
@@ -96,6 +97,7 @@ SubjectMetrics::SubjectMetrics(GatewayMetrics& metrics,
       hedges(metrics.hedges_, {{"subject", subject_label}}),
       shed(metrics.shed_, {{"subject", subject_label}}),
       expired(metrics.expired_, {{"subject", subject_label}}),
+      in_flight(metrics.in_flight_, {{"subject", subject_label}}),
       client_request(metrics.client_request_duration_, subject_label),
       server_request(metrics.server_request_duration_, subject_label) {}
 
@@ -192,6 +194,37 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
                            "without running the handler because the caller's "
                            "budget had run out, by subject pattern.")
                        .Register(r);
+    m->in_flight_ =
+        &prometheus::BuildGauge()
+             .Name("natsgw_client_in_flight")
+             .Help("Requests sent and not yet answered or failed, by subject.")
+             .Register(r);
+    m->connections_ =
+        &prometheus::BuildGauge()
+             .Name("natsgw_nats_connections")
+             .Help(
+                 "NATS connections currently up, by lane (rpc: requests, "
+                 "replies and JetStream; publish: batched publishes and "
+                 "subscriptions).")
+             .Register(r);
+    m->disconnects_ = &prometheus::BuildCounter()
+                           .Name("natsgw_nats_disconnects_total")
+                           .Help(
+                               "Unplanned losses of a NATS connection, by "
+                               "lane.")
+                           .Register(r);
+    m->reconnects_ = &prometheus::BuildCounter()
+                          .Name("natsgw_nats_reconnects_total")
+                          .Help(
+                              "NATS connections re-established after a "
+                              "loss, by lane.")
+                          .Register(r);
+    prometheus::BuildGauge()
+        .Name("natsgw_build_info")
+        .Help("Always 1; the natsgw release in the version label.")
+        .Register(r)
+        .Add({{"version", NATSGW_VERSION_STRING}})
+        .Set(1);
     auto& errors = prometheus::BuildCounter()
                        .Name("natsgw_errors_total")
                        .Help("Failed operations by operation and status code.")
@@ -285,6 +318,22 @@ void GatewayMetrics::ObserveDelivery(SubjectMetrics& subject,
   const absl::Duration latency = handler_start - *message.sent_at;
   subject.delivery_latency.Get().Observe(
       latency < absl::ZeroDuration() ? 0.0 : Seconds(latency));
+}
+
+void GatewayMetrics::ConnectionUp(absl::string_view lane) {
+  connections_->Add({{"lane", std::string(lane)}}).Increment();
+}
+
+void GatewayMetrics::ConnectionDown(absl::string_view lane) {
+  connections_->Add({{"lane", std::string(lane)}}).Decrement();
+}
+
+void GatewayMetrics::RecordDisconnect(absl::string_view lane) {
+  disconnects_->Add({{"lane", std::string(lane)}}).Increment();
+}
+
+void GatewayMetrics::RecordReconnect(absl::string_view lane) {
+  reconnects_->Add({{"lane", std::string(lane)}}).Increment();
 }
 
 void GatewayMetrics::RecordTraceReplaced(bool missing) {

@@ -20,6 +20,11 @@
 //   natsgw_errors_total{operation,code}                     counter
 //   natsgw_trace_context_replaced_total{reason}             counter
 //   natsgw_metric_subjects_overflow_total                   counter
+//   natsgw_client_in_flight{subject}                        gauge
+//   natsgw_nats_connections{lane}                           gauge
+//   natsgw_nats_disconnects_total{lane}                     counter
+//   natsgw_nats_reconnects_total{lane}                      counter
+//   natsgw_build_info{version}                              gauge (always 1)
 //
 // Thread-safety: thread-safe; handles returned are valid for the lifetime of
 // the GatewayMetrics (the registry owns the metrics, and GatewayMetrics keeps
@@ -29,6 +34,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -138,6 +144,8 @@ struct SubjectMetrics {
   LazyMetric<prometheus::Counter> hedges;
   LazyMetric<prometheus::Counter> shed;
   LazyMetric<prometheus::Counter> expired;
+  // Requests sent and not yet answered (or failed).
+  LazyMetric<prometheus::Gauge> in_flight;
   HistogramsByCode client_request;
   HistogramsByCode server_request;
 };
@@ -158,6 +166,15 @@ class GatewayMetrics {
   SubjectMetrics& ForLiteral(absl::string_view subject);
 
   void RecordError(Operation op, absl::StatusCode code, int64_t count = 1);
+
+  // The NATS connections of a Connection, by lane ("rpc", "publish"):
+  // natsgw_nats_connections counts those up (so several Connections sharing
+  // a registry add up), natsgw_nats_disconnects_total / reconnects_total
+  // count the losses and recoveries.
+  void ConnectionUp(absl::string_view lane);
+  void ConnectionDown(absl::string_view lane);
+  void RecordDisconnect(absl::string_view lane);
+  void RecordReconnect(absl::string_view lane);
   void RecordTraceReplaced(bool missing);
 
   // End-to-end delivery latency of `message` under `subject`'s label: the
@@ -200,6 +217,10 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>* hedges_ = nullptr;
   prometheus::Family<prometheus::Counter>* shed_ = nullptr;
   prometheus::Family<prometheus::Counter>* expired_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* in_flight_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* connections_ = nullptr;
+  prometheus::Family<prometheus::Counter>* disconnects_ = nullptr;
+  prometheus::Family<prometheus::Counter>* reconnects_ = nullptr;
   prometheus::Counter* trace_missing_ = nullptr;
   prometheus::Counter* trace_invalid_ = nullptr;
   prometheus::Counter* subjects_overflow_ = nullptr;

@@ -91,9 +91,12 @@ absl::Status RequestMux::Begin(CallSpec spec, std::shared_ptr<Call>* started) {
     }
     active_.emplace(call.get(), call);
   }
+  // Before the send: the reply, and Finish, may come at once.
+  call->spec.metrics->in_flight.Get().Increment();
   absl::Status sent = SendAttempt(call, call->spec.trace);
   std::lock_guard<std::mutex> lock(mu_);
   if (!sent.ok()) {
+    call->spec.metrics->in_flight.Get().Decrement();
     // Nothing went out, so nothing else can have finished the call.
     call->finished = true;
     active_.erase(call.get());
@@ -336,6 +339,7 @@ void RequestMux::Finish(const std::shared_ptr<Call>& call,
     active_.erase(call.get());
   }
   const CallSpec& spec = call->spec;
+  spec.metrics->in_flight.Get().Decrement();
   const absl::StatusCode code = result.status().code();
   spec.metrics->client_request.For(code).Observe(
       Seconds(ToDuration(Clock::now() - spec.start)));

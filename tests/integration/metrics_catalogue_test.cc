@@ -195,6 +195,29 @@ TEST_F(MetricsCatalogueTest, CodeAndCatalogueAgree) {
     absl::SleepFor(absl::Milliseconds(10));
   }
 
+  // A server restart: the connections drop and come back.
+  ASSERT_TRUE(server().Restart().ok());
+  const absl::Time back = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < back &&
+         (Scrape().find("natsgw_nats_reconnects_total{lane=\"rpc\"}") ==
+              std::string::npos ||
+          Scrape().find("natsgw_nats_reconnects_total{lane=\"publish\"}") ==
+              std::string::npos)) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+
+  // The state gauges are back where they belong.
+  const std::string text = Scrape();
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "natsgw_client_in_flight{subject=\"cat.Slow\"} 0"));
+  EXPECT_THAT(text,
+              ::testing::HasSubstr("natsgw_nats_connections{lane=\"rpc\"} 1"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "natsgw_nats_connections{lane=\"publish\"} 1"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "natsgw_nats_disconnects_total{lane=\"rpc\"} 1"));
+  EXPECT_THAT(text, ::testing::HasSubstr("natsgw_build_info{version="));
+
   // What the code exports.
   std::map<std::string, Entry> exported;
   for (const prometheus::MetricFamily& family : registry_->Collect()) {

@@ -9,6 +9,8 @@
 //   natsgw::testing::Latch done(1000);      // 1000 callbacks count down
 //   ASSERT_TRUE(done.Wait());
 //
+//   ASSERT_TRUE(natsgw::testing::Eventually([&] { return seen() == 3; }));
+//
 // Thread-safety: thread-safe; std::mutex rather than absl::Mutex so that
 // ThreadSanitizer sees the synchronization (see README.md).
 #ifndef NATSGW_TESTS_HARNESS_SYNC_POINTS_H_
@@ -17,6 +19,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace natsgw::testing {
@@ -68,6 +71,18 @@ class Latch {
   std::condition_variable cv_;
   int n_;
 };
+
+// Polls `done` (every millisecond) until it holds; false if `timeout`
+// passed first. For conditions nothing signals, such as a metric's value.
+template <typename Pred>
+bool Eventually(Pred done, absl::Duration timeout = kSyncPointTimeout) {
+  const absl::Time until = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > until) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
 
 }  // namespace natsgw::testing
 

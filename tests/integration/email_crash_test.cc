@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
 #include "harness/subprocess.h"
+#include "harness/sync_points.h"
 #include "natsgw/connection.h"
 #include "natsgw/jetstream.h"
 #include "natsgw/schemas/users_natsgw.h"
@@ -36,16 +37,6 @@ size_t CountMails(const std::string& dir) {
     if (entry.path().extension() == ".eml") ++n;
   }
   return n;
-}
-
-template <class F>
-bool WaitFor(F done, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return done();
 }
 
 std::string ReadFile(const std::string& path) {
@@ -84,8 +75,8 @@ class EmailCrashTest : public testing::NatsServerTest {
         dir_ + "/email-service.log");
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return nullptr;
-    EXPECT_TRUE(WaitFor([&] { return ReadyLines() > ready_before; },
-                        absl::Seconds(20)));
+    EXPECT_TRUE(testing::Eventually([&] { return ReadyLines() > ready_before; },
+                                    absl::Seconds(20)));
     return *std::move(p);
   }
 
@@ -137,8 +128,8 @@ TEST_F(EmailCrashTest, KilledMidBatchAndRestartedEveryUserIsWelcomedOnce) {
   }
 
   // Crash in the middle of the batch.
-  ASSERT_TRUE(WaitFor([&] { return CountMails(dir_ + "/mail") >= 40; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return CountMails(dir_ + "/mail") >= 40; }, absl::Seconds(30)));
   email->Signal(SIGKILL);
   ASSERT_EQ(*email->Wait(absl::Seconds(10)), 128 + SIGKILL);
   const size_t at_crash = CountMails(dir_ + "/mail");
@@ -147,8 +138,8 @@ TEST_F(EmailCrashTest, KilledMidBatchAndRestartedEveryUserIsWelcomedOnce) {
   // Restarted, it finishes the batch.
   email = StartEmailService();
   ASSERT_NE(email, nullptr);
-  ASSERT_TRUE(WaitFor([&] { return CountMails(dir_ + "/mail") >= kUsers; },
-                      absl::Seconds(60)))
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return CountMails(dir_ + "/mail") >= kUsers; }, absl::Seconds(60)))
       << CountMails(dir_ + "/mail");
   // Redeliveries still due would show up now.
   absl::SleepFor(absl::Milliseconds(500));

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/capturing_logger.h"
+#include "harness/sync_points.h"
 #include "natsgw/idempotency_store.h"
 #include "natsgw/kv_idempotency_store.h"
 #include "natsgw/logger.h"
@@ -32,18 +33,8 @@
 namespace natsgw {
 namespace {
 
+using ::natsgw::testing::Eventually;
 using ::testing::HasSubstr;
-
-// Polls `done` every 10 ms until it holds or `timeout` passes.
-template <class F>
-bool WaitFor(F done, absl::Duration timeout = absl::Seconds(20)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return done();
-}
 
 // Side effects by message ID, as a handler performs them.
 class SideEffects {
@@ -312,7 +303,7 @@ TEST_F(JetStreamTest, ConsumerHandlesEveryMessageOnceAndAcks) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(consumer.ok()) << consumer.status();
-  ASSERT_TRUE(WaitFor([&] { return effects.distinct() == kN; }))
+  ASSERT_TRUE(Eventually([&] { return effects.distinct() == kN; }))
       << effects.distinct();
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   EXPECT_THAT(effects.Missing(kN, "m-"), ::testing::IsEmpty());
@@ -342,7 +333,7 @@ TEST_F(JetStreamTest, HandlerContinuesTheProducersTrace) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(consumer.ok()) << consumer.status();
-  ASSERT_TRUE(WaitFor([&] { return (*consumer)->stats().acked == 1; }));
+  ASSERT_TRUE(Eventually([&] { return (*consumer)->stats().acked == 1; }));
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_TRUE(current.has_value());
@@ -375,7 +366,7 @@ TEST_F(JetStreamTest, FailingHandlerIsRedeliveredWithBackoffThenSucceeds) {
         return DeliveryOutcome::Ack();
       });
   ASSERT_TRUE(consumer.ok()) << consumer.status();
-  ASSERT_TRUE(WaitFor([&] { return effects.distinct() == kN; }));
+  ASSERT_TRUE(Eventually([&] { return effects.distinct() == kN; }));
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   EXPECT_THAT(effects.Duplicates(), ::testing::IsEmpty());
   std::lock_guard<std::mutex> lock(mu);
@@ -419,7 +410,7 @@ TEST_F(JetStreamTest, PoisonMessageEndsInTheDeadLetterStreamWithItsHeaders) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(consumer.ok()) << consumer.status();
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return (*consumer)->stats().dead_lettered == 1 && effects.distinct() == 5;
   }));
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
@@ -437,7 +428,7 @@ TEST_F(JetStreamTest, PoisonMessageEndsInTheDeadLetterStreamWithItsHeaders) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(reader.ok()) << reader.status();
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     std::lock_guard<std::mutex> lock(mu);
     return !letters.empty();
   }));
@@ -471,7 +462,7 @@ TEST_F(JetStreamTest, PermanentErrorIsDeadLetteredWithoutRetrying) {
         return absl::InvalidArgumentError("order has no items");
       });
   ASSERT_TRUE(consumer.ok());
-  ASSERT_TRUE(WaitFor([&] { return (*consumer)->stats().terminated == 1; }));
+  ASSERT_TRUE(Eventually([&] { return (*consumer)->stats().terminated == 1; }));
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   EXPECT_EQ(runs.load(), 1);
   EXPECT_EQ((*consumer)->stats().dead_lettered, 1);
@@ -501,7 +492,7 @@ TEST_F(JetStreamTest, RepublishedMessageCausesNoSecondSideEffect) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(consumer.ok()) << consumer.status();
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto s = (*consumer)->stats();
     return s.acked == 20;
   }));
@@ -558,7 +549,7 @@ TEST_F(JetStreamTest, ReplicasSharingAKvStoreAgreeOnWhatWasHandled) {
     ASSERT_TRUE(consumer.ok()) << consumer.status();
     consumers.push_back(*std::move(consumer));
   }
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return consumers[0]->stats().acked + consumers[1]->stats().acked == 2 * kN;
   }));
   for (auto& consumer : consumers)
@@ -613,7 +604,7 @@ TEST_F(JetStreamTest, ADeletedConsumerIsReportedOnce) {
     }
     return out;
   };
-  EXPECT_TRUE(WaitFor([&] { return !reports().empty(); }));
+  EXPECT_TRUE(Eventually([&] { return !reports().empty(); }));
   absl::SleepFor(absl::Seconds(2));
   // One line per distinct problem (at most the 409, then the unanswered
   // pulls), not one per pull.
@@ -637,7 +628,7 @@ TEST_F(JetStreamTest, LongHandlerKeepsTheMessageWithHeartbeats) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(consumer.ok()) << consumer.status();
-  ASSERT_TRUE(WaitFor([&] { return (*consumer)->stats().acked == 1; }));
+  ASSERT_TRUE(Eventually([&] { return (*consumer)->stats().acked == 1; }));
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   EXPECT_EQ(runs.load(), 1);
   EXPECT_GE((*consumer)->stats().in_progress, 3);
@@ -662,7 +653,7 @@ TEST_F(JetStreamTest, StopFinishesRunningWorkAndHandsBackTheRest) {
         return absl::OkStatus();
       });
   ASSERT_TRUE(consumer.ok());
-  ASSERT_TRUE(WaitFor([&] { return started.load() >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return started.load() >= 2; }));
   // Graceful: the running handlers complete and are acked.
   (*consumer)->Stop(absl::Seconds(2)).IgnoreError();
   const int handled = static_cast<int>(effects.distinct());
@@ -676,7 +667,7 @@ TEST_F(JetStreamTest, StopFinishesRunningWorkAndHandsBackTheRest) {
                                        return absl::OkStatus();
                                      });
   ASSERT_TRUE(next.ok());
-  ASSERT_TRUE(WaitFor([&] { return effects.distinct() == kN; }));
+  ASSERT_TRUE(Eventually([&] { return effects.distinct() == kN; }));
   ASSERT_TRUE((*next)->Stop(absl::Seconds(5)).ok());
   EXPECT_THAT(effects.Duplicates(), ::testing::IsEmpty());
 }
@@ -715,14 +706,14 @@ TEST_F(JetStreamTest, SurvivesAServerRestartMidStream) {
       if (ack.ok()) ++acked;
     }
   });
-  ASSERT_TRUE(WaitFor([&] { return acked.load() >= kN / 4; }));
+  ASSERT_TRUE(Eventually([&] { return acked.load() >= kN / 4; }));
   ASSERT_TRUE(server().Kill().ok());
   absl::SleepFor(absl::Milliseconds(300));
   ASSERT_TRUE(server().Restart().ok());
   producer.join();
   ASSERT_EQ(acked.load(), kN);
   ASSERT_TRUE(
-      WaitFor([&] { return effects.distinct() == kN; }, absl::Seconds(30)))
+      Eventually([&] { return effects.distinct() == kN; }, absl::Seconds(30)))
       << effects.distinct();
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   EXPECT_THAT(effects.Missing(kN, "m-"), ::testing::IsEmpty());
@@ -781,12 +772,12 @@ TEST_F(JetStreamClusterTest, KillingTheStreamLeaderMidStreamLosesNothing) {
       if (ack.ok()) ++acked;
     }
   });
-  ASSERT_TRUE(WaitFor([&] { return acked.load() >= kN / 3; }));
+  ASSERT_TRUE(Eventually([&] { return acked.load() >= kN / 3; }));
   ASSERT_TRUE(cluster().node(leader).Kill().ok());
   producer.join();
   ASSERT_EQ(acked.load(), kN);
   ASSERT_TRUE(
-      WaitFor([&] { return effects.distinct() == kN; }, absl::Seconds(60)))
+      Eventually([&] { return effects.distinct() == kN; }, absl::Seconds(60)))
       << effects.distinct();
   ASSERT_TRUE((*consumer)->Stop(absl::Seconds(5)).ok());
   EXPECT_THAT(effects.Missing(kN, "m-"), ::testing::IsEmpty());

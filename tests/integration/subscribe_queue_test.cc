@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/capturing_logger.h"
+#include "harness/metric_value.h"
 #include "harness/sync_points.h"
 #include "natsgw/connection.h"
 #include "natsgw/subscribe_options.h"
@@ -28,6 +29,7 @@
 namespace natsgw {
 namespace {
 
+using ::natsgw::testing::Eventually;
 using ::natsgw::testing::Gate;
 using ::natsgw::testing::GatewayTest;
 using ::natsgw::testing::kSyncPointTimeout;
@@ -52,17 +54,6 @@ class Seen {
   std::vector<std::string> data_;
 };
 
-// Waits (bounded) until `done` holds.
-template <typename Pred>
-bool Eventually(Pred done) {
-  const absl::Time until = absl::Now() + kSyncPointTimeout;
-  while (!done()) {
-    if (absl::Now() > until) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
-}
-
 class SubscribeQueueTest : public GatewayTest {
  protected:
   ConnectionOptions Options() override {
@@ -86,28 +77,7 @@ class SubscribeQueueTest : public GatewayTest {
   // (histograms: the sample count); 0 if there is no such series yet.
   double Metric(const std::string& family,
                 const std::map<std::string, std::string>& labels) {
-    for (const prometheus::MetricFamily& f : registry_->Collect()) {
-      if (f.name != family) continue;
-      for (const prometheus::ClientMetric& m : f.metric) {
-        size_t matched = 0;
-        for (const prometheus::ClientMetric::Label& l : m.label) {
-          auto it = labels.find(l.name);
-          if (it != labels.end() && it->second == l.value) ++matched;
-        }
-        if (matched != labels.size()) continue;
-        switch (f.type) {
-          case prometheus::MetricType::Counter:
-            return m.counter.value;
-          case prometheus::MetricType::Gauge:
-            return m.gauge.value;
-          case prometheus::MetricType::Histogram:
-            return static_cast<double>(m.histogram.sample_count);
-          default:
-            return 0;
-        }
-      }
-    }
-    return 0;
+    return testing::MetricValue(*registry_, family, labels).value_or(0);
   }
   double SubscribeErrors(absl::string_view code) {
     return Metric("natsgw_errors_total",

@@ -18,11 +18,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/capturing_logger.h"
+#include "harness/metric_value.h"
 #include "harness/sync_points.h"
 
 namespace natsgw {
 namespace {
 
+using ::natsgw::testing::Eventually;
 using ::natsgw::testing::Gate;
 using ::natsgw::testing::Latch;
 using ::testing::ElementsAre;
@@ -98,39 +100,7 @@ std::unique_ptr<TaskQueue> MakeQueue(TaskQueueOptions options) {
 // (histograms: the sample count); -1 if there is no such series.
 double MetricValue(prometheus::Registry& registry, const std::string& family,
                    const std::map<std::string, std::string>& labels) {
-  for (const prometheus::MetricFamily& f : registry.Collect()) {
-    if (f.name != family) continue;
-    for (const prometheus::ClientMetric& m : f.metric) {
-      size_t matched = 0;
-      for (const prometheus::ClientMetric::Label& l : m.label) {
-        auto it = labels.find(l.name);
-        if (it != labels.end() && it->second == l.value) ++matched;
-      }
-      if (matched != labels.size()) continue;
-      switch (f.type) {
-        case prometheus::MetricType::Counter:
-          return m.counter.value;
-        case prometheus::MetricType::Gauge:
-          return m.gauge.value;
-        case prometheus::MetricType::Histogram:
-          return static_cast<double>(m.histogram.sample_count);
-        default:
-          return -1;
-      }
-    }
-  }
-  return -1;
-}
-
-// Waits (bounded) until `done` holds; false if it never did.
-template <typename Pred>
-bool Eventually(Pred done) {
-  const absl::Time until = absl::Now() + natsgw::testing::kSyncPointTimeout;
-  while (!done()) {
-    if (absl::Now() > until) return false;
-    std::this_thread::yield();
-  }
-  return true;
+  return testing::MetricValue(registry, family, labels).value_or(-1);
 }
 
 int64_t Ended(const TaskQueueStats& s) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -251,32 +252,39 @@ absl::Status ValidateConsumerConfig(const ConsumerConfig& c) {
 
 namespace internal {
 
-absl::Status JetStreamError(natsStatus s, jsErrCode err,
-                            absl::string_view context) {
-  const std::string detail = nats_GetLastError(nullptr) != nullptr
-                                 ? nats_GetLastError(nullptr)
-                                 : natsStatus_GetText(s);
-  const std::string message = absl::StrCat(context, ": ", detail);
-  switch (static_cast<int>(err)) {
+std::optional<absl::StatusCode> StatusCodeForJetStreamError(int err_code) {
+  switch (err_code) {
     case JSStreamNotFoundErr:
     case JSConsumerNotFoundErr:
-      return absl::NotFoundError(message);
+      return absl::StatusCode::kNotFound;
     case JSNotEnabledErr:
     case JSNotEnabledForAccountErr:
     case JSClusterNoPeersErr:
     case JSInsufficientResourcesErr:
-      return absl::UnavailableError(message);
+      return absl::StatusCode::kUnavailable;
     case JSStreamSubjectOverlapErr:
     case JSStreamNameExistErr:
     case JSConsumerNameExistErr:
     case JSStreamNotMatchErr:
     case JSStreamWrongLastMsgIDErr:
     case JSStreamWrongLastSequenceErr:
-      return absl::FailedPreconditionError(message);
+      return absl::StatusCode::kFailedPrecondition;
     case JSStreamMessageExceedsMaximumErr:
-      return absl::InvalidArgumentError(message);
+      return absl::StatusCode::kInvalidArgument;
     default:
-      break;
+      return std::nullopt;
+  }
+}
+
+absl::Status JetStreamError(natsStatus s, jsErrCode err,
+                            absl::string_view context) {
+  const std::string detail = nats_GetLastError(nullptr) != nullptr
+                                 ? nats_GetLastError(nullptr)
+                                 : natsStatus_GetText(s);
+  const std::string message = absl::StrCat(context, ": ", detail);
+  if (std::optional<absl::StatusCode> code =
+          StatusCodeForJetStreamError(static_cast<int>(err))) {
+    return absl::Status(*code, message);
   }
   if (s == NATS_NO_RESPONDERS) {
     return absl::UnavailableError(absl::StrCat(

@@ -12,6 +12,7 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -49,6 +50,11 @@ class JetStream::Impl {
 };
 
 namespace internal {
+
+// The one table from JetStream error codes (`err_code` in the server's JSON
+// answers, jsErrCode in nats.c) to canonical codes; nullopt for a code with
+// no more specific meaning than the answer's HTTP-like status.
+std::optional<absl::StatusCode> StatusCodeForJetStreamError(int err_code);
 
 // An absl::Status for a failed JetStream API call: the code fits the
 // JetStream error (`err`, 0 if none) or else the natsStatus; the message is

@@ -236,14 +236,11 @@ class StreamConsumer::Impl {
     // The pull in progress ends within fetch_wait (plus a margin).
     if (puller_.joinable()) puller_.join();
     heartbeats_.Stop();
-    if (nc_ != nullptr &&
-        natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED) {
-      // Acks, naks and terms are out before the caller closes the
-      // connection.
-      natsStatus s = natsConnection_FlushTimeout(nc_, 5000);
-      if (s != NATS_OK && status.ok()) {
-        status = internal::NatsError(s, "flushing acknowledgements");
-      }
+    if (conn_.state() == ConnectionState::kConnected) {
+      // Acks, naks, terms and dead letters published without a stream are
+      // out before the caller closes the connection.
+      absl::Status flushed = conn_.Flush(absl::Seconds(5));
+      if (!flushed.ok() && status.ok()) status = flushed;
     }
     if (sub_ != nullptr) natsSubscription_Unsubscribe(sub_.get());
     sub_.reset();

@@ -42,20 +42,17 @@ absl::StatusOr<PublishAck> ParseAck(const Message& reply,
         "publishing to '", subject, "': the stream refused it: ", text,
         " (JetStream error ", err_code, ")");
     if (code == 503) return absl::UnavailableError(message);
-    switch (err_code) {
-      case JSStreamNotMatchErr:
-        return absl::FailedPreconditionError(
-            absl::StrCat(message,
-                         "; the subject is captured by another stream than the "
-                         "publisher's"));
-      case JSStreamWrongLastSequenceErr:
-      case JSStreamWrongLastMsgIDErr:
-        return absl::FailedPreconditionError(message);
-      case JSStreamMessageExceedsMaximumErr:
-        return absl::InvalidArgumentError(absl::StrCat(
-            message, "; the message exceeds the stream's max_msg_size"));
-      default:
-        break;
+    // What the publisher can add to the server's description.
+    const absl::string_view hint =
+        err_code == JSStreamNotMatchErr
+            ? "; the subject is captured by another stream than the "
+              "publisher's"
+        : err_code == JSStreamMessageExceedsMaximumErr
+            ? "; the message exceeds the stream's max_msg_size"
+            : "";
+    if (std::optional<absl::StatusCode> mapped =
+            internal::StatusCodeForJetStreamError(err_code)) {
+      return absl::Status(*mapped, absl::StrCat(message, hint));
     }
     if (code == 400) return absl::FailedPreconditionError(message);
     return absl::UnknownError(message);
@@ -116,6 +113,8 @@ class StreamPublisher::Impl {
   // One publish, whichever way it is driven.
   struct Op {
     std::string subject;
+    // Asynchronous publishes only (their retries are sent from other
+    // threads); a blocking publish sends the caller's bytes.
     std::string data;
     RequestOptions request;
     // Guards `sent`, which the thread sending the first attempt writes
@@ -129,11 +128,10 @@ class StreamPublisher::Impl {
     AckCallback done;  // async only
   };
 
-  absl::StatusOr<Op> Prepare(absl::string_view subject, absl::string_view data,
+  absl::StatusOr<Op> Prepare(absl::string_view subject,
                              const StreamPublishOptions& o) const {
     Op op;
     op.subject = std::string(subject);
-    op.data = std::string(data);
     op.start = absl::Now();
     op.deadline = internal::CurrentDeadline();
     RequestOptions& r = op.request;
@@ -234,7 +232,7 @@ class StreamPublisher::Impl {
   absl::StatusOr<PublishAck> Publish(absl::string_view subject,
                                      absl::string_view data,
                                      const StreamPublishOptions& o) {
-    NATSGW_ASSIGN_OR_RETURN(Op op, Prepare(subject, data, o));
+    NATSGW_ASSIGN_OR_RETURN(Op op, Prepare(subject, o));
     for (;;) {
       ++op.attempts;
       std::optional<SendInfo> sent;
@@ -246,7 +244,7 @@ class StreamPublisher::Impl {
             "': the deadline of the request being handled has passed"));
       } else {
         ack = ReadReply(
-            op, conn_.Request(op.subject, op.data, timeout, op.request, &sent));
+            op, conn_.Request(op.subject, data, timeout, op.request, &sent));
       }
       if (sent && op.attempts == 1) op.sent = *sent;
       if (ack.ok()) return Finish(op, std::move(ack));
@@ -266,8 +264,11 @@ class StreamPublisher::Impl {
     if (!done) {
       return absl::InvalidArgumentError("PublishAsync: callback is empty");
     }
-    NATSGW_ASSIGN_OR_RETURN(Op prepared, Prepare(subject, data, o));
+    NATSGW_ASSIGN_OR_RETURN(Op prepared, Prepare(subject, o));
+    // The send checks it too, but only after waiting for room: bad input is
+    // refused at once.
     NATSGW_RETURN_IF_ERROR(ValidatePublishSubject(subject));
+    prepared.data = std::string(data);
     {
       std::unique_lock<std::mutex> lock(mu_);
       const bool room = cv_.wait_for(

@@ -890,6 +890,13 @@ void CountRawAckError(jsCtx*, jsPubAckErr*, void* failures) {
   static_cast<std::atomic<int>*>(failures)->fetch_add(1);
 }
 
+// OK unless some of a scenario's asynchronous publishes failed.
+absl::Status NoFailures(int failures) {
+  if (failures == 0) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat(failures, " asynchronous publishes failed"));
+}
+
 absl::StatusOr<Result> RawJsPublishAsync(const Config& cfg) {
   const std::string scenario = "raw_js_publish_async";
   NATSGW_ASSIGN_OR_RETURN(auto stream, BenchStream::Create(cfg, scenario));
@@ -924,11 +931,7 @@ absl::StatusOr<Result> RawJsPublishAsync(const Config& cfg) {
     NATSGW_RETURN_IF_ERROR(CheckJs(js_PublishAsyncComplete(raw->js(), &po),
                                    static_cast<jsErrCode>(0),
                                    "js_PublishAsyncComplete"));
-    if (failures.load() > 0) {
-      return absl::InternalError(
-          absl::StrCat(failures.load(), " asynchronous publishes failed"));
-    }
-    return absl::OkStatus();
+    return NoFailures(failures.load());
   };
   NATSGW_ASSIGN_OR_RETURN(Result r,
                           MeasureAsyncPublish(scenario, cfg, op, complete));
@@ -959,11 +962,7 @@ absl::StatusOr<Result> JsPublishAsync(const Config& cfg) {
   };
   auto complete = [&]() -> absl::Status {
     NATSGW_RETURN_IF_ERROR(publisher->WaitForAcks(kJsDrain));
-    if (failures.load() > 0) {
-      return absl::InternalError(
-          absl::StrCat(failures.load(), " asynchronous publishes failed"));
-    }
-    return absl::OkStatus();
+    return NoFailures(failures.load());
   };
   NATSGW_ASSIGN_OR_RETURN(Result r,
                           MeasureAsyncPublish(scenario, cfg, op, complete));

@@ -24,8 +24,9 @@ NATSGW_PACKAGES=(
   g++ cmake ninja-build pkg-config make
   libnats-dev nats-server
   libflatbuffers-dev flatbuffers-compiler
-  libabsl-dev prometheus-cpp-dev nlohmann-json3-dev
+  libabsl-dev prometheus-cpp-dev nlohmann-json3-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus
   curl ca-certificates
 )
 
@@ -73,12 +74,26 @@ natsgw_apt_install() {
   natsgw_log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   local apt=("${sudo[@]}" apt-get -y -q -o Dpkg::Use-Pty=0)
+  # Packages such as prometheus ship a daemon that Debian starts on install;
+  # the tests start their own instances on free ports, so a system one would
+  # only hold port 9090. A temporary policy-rc.d (the convention Debian
+  # container images use) keeps invoke-rc.d from starting anything.
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e "${policy}" ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "${policy}" >/dev/null
+    "${sudo[@]}" chmod 755 "${policy}"
+    own_policy=1
+  fi
+  local rc=0
   # A fresh machine may have no package lists yet: update once and retry.
   if ! "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null; then
     natsgw_log "apt-get install failed; refreshing package lists and retrying"
-    "${apt[@]}" update >/dev/null
-    "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null
+    "${apt[@]}" update >/dev/null &&
+      "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null ||
+      rc=$?
   fi
+  if [[ "${own_policy}" == "1" ]]; then "${sudo[@]}" rm -f "${policy}"; fi
+  return "${rc}"
 }
 
 # The nats.js interop tests (tests/interop) need node, and npm to install

@@ -17,8 +17,10 @@
 #include "nats_message.h"
 #include "nats_status.h"
 #include "natsgw/message_id.h"
+#include "natsgw/redact.h"
 #include "natsgw/service_error.h"
 #include "natsgw/status_macros.h"
+#include "natsgw/trace_sampling.h"
 #include "natsgw/validation.h"
 
 namespace natsgw {
@@ -50,13 +52,15 @@ struct OptionsDeleter {
   void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
 };
 
+// Without credentials: nats.c returns the URL as configured, with any
+// user:password@ or token@, and this text goes to logs, spans and callers.
 std::string LaneUrl(natsConnection* nc) {
   char buffer[256] = {0};
   if (nc == nullptr ||
       natsConnection_GetConnectedUrl(nc, buffer, sizeof(buffer)) != NATS_OK) {
     return "";
   }
-  return buffer;
+  return RedactUrl(buffer);
 }
 
 absl::Status ValidateOptions(const ConnectionOptions& o) {
@@ -67,13 +71,17 @@ absl::Status ValidateOptions(const ConnectionOptions& o) {
   for (const std::string& url : o.servers) {
     if (url.empty() || url.find_first_of(" ,\t\r\n") != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "server URL \"", url,
+          "server URL \"", RedactUrl(url),
           "\" is invalid: it must be non-empty and contain no spaces or "
           "commas (list several servers as separate entries)"));
     }
   }
   if (o.connect_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("connect_timeout must be positive");
+  }
+  if (o.slow_consumer_unready_for < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "slow_consumer_unready_for must not be negative");
   }
   if (o.ping_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ping_interval must be positive");
@@ -90,6 +98,7 @@ absl::Status ValidateOptions(const ConnectionOptions& o) {
     return absl::InvalidArgumentError(
         "reconnect.buffer_bytes must be below 2 GiB");
   }
+  NATSGW_RETURN_IF_ERROR(ValidateTraceSampleRatio(o.trace_sample_ratio));
   return absl::OkStatus();
 }
 
@@ -251,10 +260,14 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
     lane.nc = nullptr;
     // Nothing connected, so no closed callback will come.
     lane.closed.Notify();
+    // The configured URLs may carry credentials.
+    const std::string servers = absl::StrJoin(
+        options_.servers, ", ", [](std::string* out, const std::string& url) {
+          out->append(RedactUrl(url));
+        });
     return absl::Status(s == NATS_NO_SERVER ? absl::StatusCode::kUnavailable
                                             : internal::StatusCodeFromNats(s),
-                        absl::StrCat("cannot connect to NATS at ",
-                                     absl::StrJoin(options_.servers, ", "),
+                        absl::StrCat("cannot connect to NATS at ", servers,
                                      ": ", natsStatus_GetText(s)));
   }
   return absl::OkStatus();
@@ -359,6 +372,49 @@ ConnectionState Connection::Impl::state() const {
   return worst;
 }
 
+absl::Status Connection::Impl::Readiness() const {
+  const ConnectionState st = state();
+  if (st != ConnectionState::kConnected) {
+    for (const internal::Lane* lane : {rpc_.get(), publish_}) {
+      if (lane == nullptr || lane->nc == nullptr) continue;
+      if (natsConnection_Status(lane->nc) != NATS_CONN_STATUS_CONNECTED) {
+        return absl::UnavailableError(absl::StrCat("the ", lane->name,
+                                                   " NATS connection is ",
+                                                   ConnectionStateName(st)));
+      }
+    }
+    return absl::UnavailableError(
+        absl::StrCat("the NATS connection is ", ConnectionStateName(st)));
+  }
+  for (const auto& core : subscriptions_->Snapshot()) {
+    // The reply inbox is natsgw's own and comes back with the connection.
+    if (core->kind() == internal::SubscriptionCore::Kind::kReplies) continue;
+    if (!core->active()) {
+      return absl::UnavailableError(
+          absl::StrCat(core->kind() == internal::SubscriptionCore::Kind::kServe
+                           ? "endpoint '"
+                           : "subscription '",
+                       core->subject(),
+                       "' is not active (draining or ended by the server)"));
+    }
+  }
+  const absl::Time now = absl::Now();
+  for (const internal::Lane* lane : {rpc_.get(), publish_}) {
+    const int64_t last = lane->last_slow_consumer_ns.load();
+    if (last == 0) continue;
+    const absl::Duration ago = now - absl::FromUnixNanos(last);
+    if (ago < options_.slow_consumer_unready_for) {
+      return absl::UnavailableError(absl::StrCat(
+          "slow consumer on the ", lane->name, " NATS connection ",
+          absl::FormatDuration(absl::Trunc(ago, absl::Milliseconds(1))),
+          " ago (messages were dropped); ready again when none is reported "
+          "for ",
+          absl::FormatDuration(options_.slow_consumer_unready_for)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string Connection::Impl::connected_url() const {
   if (closed_.load(std::memory_order_acquire) || rpc_ == nullptr) return "";
   return LaneUrl(rpc_->nc);
@@ -430,6 +486,10 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
     if (s != nullptr) subject = s;
   }
   const absl::StatusCode code = internal::StatusCodeFromNats(err);
+  if (err == NATS_SLOW_CONSUMER) {
+    lane->last_slow_consumer_ns.store(absl::ToUnixNanos(absl::Now()));
+    self->metrics_->RecordSlowConsumer(lane->name);
+  }
   if (err == NATS_NOT_PERMITTED && lane == self->rpc_.get() &&
       !detail.empty()) {
     self->FailDenied(detail);
@@ -478,14 +538,32 @@ void Connection::Impl::FailDenied(absl::string_view detail) {
 // ---------------------------------------------------------------------------
 // Sending.
 
+TraceContext Connection::Impl::NewRootTrace() const {
+  // The common case (every trace sampled) skips the ratio test.
+  return options_.trace_sample_ratio >= 1.0
+             ? TraceContext::NewRoot()
+             : natsgw::NewRootTrace(options_.trace_sample_ratio);
+}
+
+void Connection::Impl::SetClientAttributes(internal::Span& span) const {
+  if (span.recording() && !options_.name.empty()) {
+    span.SetString(span_attributes::kMessagingClientId, options_.name);
+  }
+}
+
 TraceContext Connection::Impl::OutgoingTrace(
-    const std::optional<TraceContext>& explicit_trace) const {
-  if (explicit_trace && explicit_trace->valid()) return explicit_trace->Child();
+    const SendOptions& options,
+    std::optional<TraceContext::SpanId>* parent) const {
+  if (options.trace && options.trace->valid()) {
+    if (!options.trace_is_new_root) *parent = options.trace->span_id();
+    return options.trace->Child();
+  }
   if (std::optional<TraceContext> current = CurrentTraceContext();
       current && current->valid()) {
+    *parent = current->span_id();
     return current->Child();
   }
-  return TraceContext::NewRoot();
+  return NewRootTrace();
 }
 
 SubjectMetrics& Connection::Impl::MetricsFor(absl::string_view subject,
@@ -502,14 +580,34 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
     return Fail(Operation::kPublish, s);
   }
   internal::Stamp stamp;
-  stamp.trace = OutgoingTrace(options.trace);
+  std::optional<TraceContext::SpanId> parent;
+  stamp.trace = OutgoingTrace(options, &parent);
   stamp.message_id = options.message_id ? *options.message_id : NewMessageId();
   stamp.sent_at = absl::Now();
+  // The PRODUCER span: its context is the one the message carries.
+  internal::Span span;
+  if (internal::SpanWanted(options_.span_sink.get(), stamp.trace)) {
+    span = internal::Span::Start(
+        options_.span_sink, SpanKind::kProducer,
+        internal::MessagingSpanName("publish", subject, options.metric_subject),
+        stamp.trace, parent, stamp.sent_at);
+    internal::SetMessagingAttributes(span, "send", "publish", subject,
+                                     options.metric_subject);
+    span.SetString(span_attributes::kMessagingMessageId, stamp.message_id);
+    span.SetInt(span_attributes::kMessagingMessageBodySize,
+                static_cast<int64_t>(data.size()));
+    SetClientAttributes(span);
+    internal::SetServerAttributes(span, LaneUrl(publish_->nc));
+    span.ReportStart();
+  }
 
   absl::StatusOr<internal::NatsMsgPtr> msg = internal::BuildNatsMsg(
       subject, data, options.headers, nullptr, stamp,
       publish_->max_payload.load(std::memory_order_relaxed));
-  if (!msg.ok()) return Fail(Operation::kPublish, msg.status());
+  if (!msg.ok()) {
+    span.SetStatus(msg.status());
+    return Fail(Operation::kPublish, msg.status());
+  }
   natsStatus s = natsConnection_PublishMsg(publish_->nc, msg->get());
   if (s != NATS_OK) {
     absl::Status status =
@@ -519,9 +617,11 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
                   "': the reconnect buffer is full (ReconnectPolicy::"
                   "buffer_bytes) while the connection is re-established"))
             : NatsError(s, absl::StrCat("publishing to '", subject, "'"));
+    span.SetStatus(status);
     return Fail(Operation::kPublish,
                 WithTraceId(status, stamp.trace.TraceIdHex()));
   }
+  span.End();
   SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
   m.published.Get().Increment();
   m.publish_duration.Get().Observe(Seconds(Since(start)));
@@ -556,13 +656,9 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   }
 
   internal::CallSpec spec;
-  if (options.trace && options.trace->valid()) {
-    spec.parent = *options.trace;
-  } else if (std::optional<TraceContext> current = CurrentTraceContext();
-             current && current->valid()) {
-    spec.parent = std::move(*current);
-  }
-  spec.trace = spec.parent ? spec.parent->Child() : TraceContext::NewRoot();
+  std::optional<TraceContext::SpanId> parent;
+  spec.trace = OutgoingTrace(options, &parent);
+  spec.message_id = options.message_id ? *options.message_id : NewMessageId();
 
   // Inside a handler the caller's caller is waiting too: never outlive it.
   absl::Time deadline = now + timeout;
@@ -572,7 +668,29 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   }
   const absl::Duration budget = deadline - now;
   SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
+  // The CLIENT span of the whole call, retries included; the first attempt
+  // carries its context (see request_mux.h for the others).
+  if (internal::SpanWanted(options_.span_sink.get(), spec.trace)) {
+    const absl::string_view method =
+        !options.rpc_method.empty() ? absl::string_view(options.rpc_method)
+        : !options.metric_subject.empty()
+            ? absl::string_view(options.metric_subject)
+            : subject;
+    spec.span =
+        internal::Span::Start(options_.span_sink, SpanKind::kClient,
+                              std::string(method), spec.trace, parent, now);
+    internal::SetRpcAttributes(spec.span, method);
+    internal::SetMessagingAttributes(spec.span, "send", "request", subject,
+                                     options.metric_subject);
+    spec.span.SetString(span_attributes::kMessagingMessageId, spec.message_id);
+    spec.span.SetInt(span_attributes::kMessagingMessageBodySize,
+                     static_cast<int64_t>(data.size()));
+    SetClientAttributes(spec.span);
+    internal::SetServerAttributes(spec.span, LaneUrl(rpc_->nc));
+    spec.span.ReportStart();
+  }
   auto fail = [&](absl::Status status) -> absl::Status {
+    internal::SetOutcome(spec.span, status, /*rpc=*/true);
     m.client_request.For(status.code()).Observe(Seconds(Since(start)));
     metrics_->RecordError(Operation::kRequest, status.code());
     return WithTraceId(std::move(status), spec.trace.TraceIdHex());
@@ -593,7 +711,6 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   spec.subject = std::string(subject);
   spec.data = std::string(data);
   spec.headers = options.headers;
-  spec.message_id = options.message_id ? *options.message_id : NewMessageId();
   spec.sent_at = now;
   spec.start = start;
   spec.deadline = start + absl::ToChronoNanoseconds(budget);
@@ -813,6 +930,8 @@ void Connection::Impl::Dispatch(SubscriptionCore& core, natsSubscription* sub,
   Message m = internal::ReadNatsMsg(msg.get(), absl::Now(), &origin);
   if (origin != internal::TraceOrigin::kReceived) {
     metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
+    // A trace natsgw starts: sampled like any other it starts.
+    if (options_.trace_sample_ratio < 1.0) m.trace = NewRootTrace();
   }
   core.metrics().received.Get().Increment();
   if (core.kind() == SubscriptionCore::Kind::kSubscribe) {
@@ -859,7 +978,8 @@ void Connection::Impl::Shed(SubscriptionCore& core, const char* reply_to,
       " requests in flight reached its limit; retry later or elsewhere"));
   core.metrics().shed.Get().Increment();
   core.stats().RecordShed(result.status());
-  SendReply(core, reply_to, request, result, start);
+  SendReply(core, reply_to, request, result, start, std::nullopt,
+            StartReceiveSpan(core, request), "shed");
 }
 
 namespace {
@@ -932,7 +1052,8 @@ void Connection::Impl::DiscardRequest(SubscriptionCore& core,
                                    why.message()));
       core.NoteDiscarded(why, 1);
       core.stats().RecordError(result.status());
-      SendReply(core, reply_to, request, result, start);
+      SendReply(core, reply_to, request, result, start, std::nullopt,
+                StartReceiveSpan(core, request), "discarded");
       return;
     }
   }
@@ -973,8 +1094,9 @@ void Connection::Impl::RecordUndelivered(SubscriptionCore& core,
 
 absl::Status Connection::Impl::RunHandler(const SubscriptionCore& core,
                                           const Message& m,
+                                          const TraceContext& current,
                                           absl::FunctionRef<void()> call) {
-  ScopedTraceContext trace_scope(m.trace);
+  ScopedTraceContext trace_scope(current);
   internal::ScopedDeadline deadline_scope(m.deadline);
   try {
     call();
@@ -988,10 +1110,51 @@ absl::Status Connection::Impl::RunHandler(const SubscriptionCore& core,
   }
 }
 
+internal::Span Connection::Impl::StartReceiveSpan(SubscriptionCore& core,
+                                                  const Message& m) const {
+  if (!internal::SpanWanted(options_.span_sink.get(), m.trace)) return {};
+  const bool server = core.kind() == SubscriptionCore::Kind::kServe;
+  const std::string& label = core.metrics().label;
+  // A message that came without a trace: the trace natsgw started for it
+  // begins with this span.
+  std::optional<TraceContext::SpanId> parent;
+  if (!m.trace_replaced) parent = m.trace.span_id();
+  internal::Span span = internal::Span::Start(
+      options_.span_sink, server ? SpanKind::kServer : SpanKind::kConsumer,
+      server ? label : internal::MessagingSpanName("process", m.subject, label),
+      m.trace_replaced ? m.trace : m.trace.Child(), parent, m.received_at);
+  if (server) internal::SetRpcAttributes(span, label);
+  internal::SetMessagingAttributes(span, "process", "process", m.subject,
+                                   label);
+  if (!core.queue_group().empty()) {
+    span.SetString(span_attributes::kMessagingConsumerGroupName,
+                   core.queue_group());
+  }
+  if (!m.message_id.empty()) {
+    span.SetString(span_attributes::kMessagingMessageId, m.message_id);
+  }
+  span.SetInt(span_attributes::kMessagingMessageBodySize,
+              static_cast<int64_t>(m.data.size()));
+  SetClientAttributes(span);
+  if (m.trace_replaced) {
+    span.SetBool(span_attributes::kNatsTraceReplaced, true);
+  } else if (!server) {
+    // Messaging convention: a consumer links to the producer's context.
+    span.AddLink(m.trace);
+  }
+  span.ReportStart();
+  return span;
+}
+
 void Connection::Impl::HandleMessage(SubscriptionCore& core, const Message& m,
                                      SteadyClock::time_point start) {
   GatewayMetrics::ObserveDelivery(core.metrics(), m, absl::Now());
-  absl::Status s = RunHandler(core, m, [&] { core.message_handler()(m); });
+  internal::Span span = StartReceiveSpan(core, m);
+  absl::Status s =
+      RunHandler(core, m, span.recording() ? span.context() : m.trace,
+                 [&] { core.message_handler()(m); });
+  span.SetStatus(s);
+  span.End();
   if (!s.ok()) {
     metrics_->RecordError(Operation::kSubscribe, s.code());
     Log(absl::LogSeverity::kError,
@@ -1011,13 +1174,16 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
     return;
   }
   absl::StatusOr<Reply> result;
+  internal::Span span = StartReceiveSpan(core, request);
   const SteadyClock::time_point handler_start = SteadyClock::now();
   if (absl::Status thrown = RunHandler(
-          core, request, [&] { result = core.request_handler()(request); });
+          core, request, span.recording() ? span.context() : request.trace,
+          [&] { result = core.request_handler()(request); });
       !thrown.ok()) {
     result = std::move(thrown);
   }
-  SendReply(core, reply_to, request, result, start, Since(handler_start));
+  SendReply(core, reply_to, request, result, start, Since(handler_start),
+            std::move(span), "handled");
 }
 
 void Connection::Impl::Expire(SubscriptionCore& core, const char* reply_to,
@@ -1032,18 +1198,22 @@ void Connection::Impl::Expire(SubscriptionCore& core, const char* reply_to,
       ", waited ", absl::FormatDuration(Since(start)), ")"));
   core.metrics().expired.Get().Increment();
   core.stats().RecordExpired(result.status());
-  SendReply(core, reply_to, request, result, start);
+  SendReply(core, reply_to, request, result, start, std::nullopt,
+            StartReceiveSpan(core, request), "expired");
 }
 
 void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
                                  const Message& request,
                                  absl::StatusOr<Reply>& result,
                                  SteadyClock::time_point start,
-                                 std::optional<absl::Duration> handled_in) {
+                                 std::optional<absl::Duration> handled_in,
+                                 internal::Span span,
+                                 absl::string_view outcome) {
   // Build the reply; a reply the handler got wrong becomes an INTERNAL error
   // reply, so the caller always hears back.
   internal::Stamp stamp;
-  stamp.trace = request.trace.Child();
+  // The reply is sent within the SERVER span and carries its context.
+  stamp.trace = span.recording() ? span.context() : request.trace.Child();
   stamp.message_id = NewMessageId();
   stamp.sent_at = absl::Now();
   const int64_t max_payload = rpc_->max_payload.load(std::memory_order_relaxed);
@@ -1094,6 +1264,12 @@ void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
   if (!sent.ok()) {
     metrics_->RecordError(Operation::kReply, sent.code());
     if (result.ok()) core.stats().RecordError(sent);
+  }
+  if (span.recording()) {
+    span.SetString(span_attributes::kNatsRequestOutcome, outcome);
+    internal::SetOutcome(span, result.ok() ? sent : result.status(),
+                         /*rpc=*/true);
+    span.End();
   }
 }
 
@@ -1155,6 +1331,7 @@ absl::Status Connection::Flush(absl::Duration timeout) {
 void Connection::Close() { impl_->Close(); }
 
 ConnectionState Connection::state() const { return impl_->state(); }
+absl::Status Connection::Readiness() const { return impl_->Readiness(); }
 
 std::string Connection::connected_url() const { return impl_->connected_url(); }
 

@@ -27,6 +27,7 @@
 #include "natsgw/task_queue.h"
 #include "notification.h"
 #include "request_mux.h"
+#include "span.h"
 
 namespace natsgw::internal {
 
@@ -43,9 +44,11 @@ class SubscriptionSet {
   void Remove(const SubscriptionCore* core);
   // Empties the set and returns what it held.
   std::vector<std::shared_ptr<SubscriptionCore>> TakeAll();
+  // What the set holds now (the set keeps them).
+  std::vector<std::shared_ptr<SubscriptionCore>> Snapshot() const;
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<std::shared_ptr<SubscriptionCore>> cores_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -70,6 +73,9 @@ struct Lane {
   // has ever been (a later "connected" is then a reconnection).
   std::atomic<bool> up{false};
   std::atomic<bool> ever_up{false};
+  // When nats.c last reported a slow consumer on this lane (absl::ToUnixNanos;
+  // 0 for never), for readiness.
+  std::atomic<int64_t> last_slow_consumer_ns{0};
 
   // `connection` is this lane's; passed in because nats.c's first
   // "connected" callback can run before natsConnection_Connect returns it.
@@ -213,6 +219,7 @@ class Connection::Impl {
   absl::Status Flush(absl::Duration timeout);
   void Close();
   ConnectionState state() const;
+  absl::Status Readiness() const;
   std::string connected_url() const;
 
   const ConnectionOptions& options() const { return options_; }
@@ -224,6 +231,15 @@ class Connection::Impl {
   const std::shared_ptr<prometheus::Registry>& registry() const {
     return options_.registry;
   }
+  // ConnectionOptions::span_sink (null: no spans).
+  const std::shared_ptr<SpanSink>& span_sink() const {
+    return options_.span_sink;
+  }
+  // A new trace started by this connection: sampled per
+  // ConnectionOptions::trace_sample_ratio.
+  TraceContext NewRootTrace() const;
+  // messaging.client.id (the connection's name), if it has one.
+  void SetClientAttributes(internal::Span& span) const;
   // The connection's metric families, for natsgw modules that record into
   // them too (e.g. GatewayMetrics::ObserveDelivery for a JetStream consumer,
   // with metrics().ForPattern(label)).
@@ -271,11 +287,18 @@ class Connection::Impl {
                          const SendOptions& options) const;
   // Records and returns an error for `op`.
   absl::Status Fail(internal::Operation op, absl::Status status);
-  // Runs `call` as handler code for `m`: with m's trace and deadline as the
-  // thread's context, and an escaping exception turned into INTERNAL.
+  // Runs `call` as handler code for `m`: with `current` (m's trace, or the
+  // span handling it) and m's deadline as the thread's context, and an
+  // escaping exception turned into INTERNAL.
   static absl::Status RunHandler(const internal::SubscriptionCore& core,
-                                 const Message& m,
+                                 const Message& m, const TraceContext& current,
                                  absl::FunctionRef<void()> call);
+  // The SERVER span of a request or the CONSUMER span of a message on
+  // `core`, started at `m.received_at` (inert unless spans are wanted). A
+  // child of the sender's span, or the root of the trace natsgw started for
+  // a message that came without one.
+  internal::Span StartReceiveSpan(internal::SubscriptionCore& core,
+                                  const Message& m) const;
   // Answers a request on `core` (on the delivery thread, or on a worker).
   void HandleRequest(internal::SubscriptionCore& core, const char* reply_to,
                      const Message& request,
@@ -315,17 +338,21 @@ class Connection::Impl {
   // `result` is the outcome so far and is updated if the reply cannot be
   // built. `handled_in`: the handler ran for that long; unset when it did not
   // run. Statistics and metrics are recorded before the reply is sent.
+  // `span`: the request's SERVER span (StartReceiveSpan), ended here after
+  // the reply was sent, with `outcome` (span_attributes::kNatsRequestOutcome).
   void SendReply(internal::SubscriptionCore& core, const char* reply_to,
                  const Message& request, absl::StatusOr<Reply>& result,
                  std::chrono::steady_clock::time_point start,
-                 std::optional<absl::Duration> handled_in = std::nullopt);
+                 std::optional<absl::Duration> handled_in, internal::Span span,
+                 absl::string_view outcome);
   // Subscribes the request multiplexer's inbox, once.
   absl::Status EnsureReplySubscription();
   void HandleMessage(internal::SubscriptionCore& core, const Message& m,
                      std::chrono::steady_clock::time_point start);
-  // Chooses the trace an outgoing message carries.
-  TraceContext OutgoingTrace(
-      const std::optional<TraceContext>& explicit_trace) const;
+  // Chooses the trace an outgoing message carries; `parent` receives the
+  // span ID of the context it continues (unset for a new root).
+  TraceContext OutgoingTrace(const SendOptions& options,
+                             std::optional<TraceContext::SpanId>* parent) const;
   internal::SubjectMetrics& MetricsFor(absl::string_view subject,
                                        absl::string_view metric_subject);
 

@@ -219,6 +219,14 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
                               "NATS connections re-established after a "
                               "loss, by lane.")
                           .Register(r);
+    m->slow_consumers_ =
+        &prometheus::BuildCounter()
+             .Name("natsgw_slow_consumer_events_total")
+             .Help(
+                 "Times the client library reported a slow consumer (a "
+                 "subscription's pending limit reached, messages dropped), by "
+                 "lane.")
+             .Register(r);
     prometheus::BuildGauge()
         .Name("natsgw_build_info")
         .Help("Always 1; the natsgw release in the version label.")
@@ -334,6 +342,10 @@ void GatewayMetrics::RecordDisconnect(absl::string_view lane) {
 
 void GatewayMetrics::RecordReconnect(absl::string_view lane) {
   reconnects_->Add({{"lane", std::string(lane)}}).Increment();
+}
+
+void GatewayMetrics::RecordSlowConsumer(absl::string_view lane) {
+  slow_consumers_->Add({{"lane", std::string(lane)}}).Increment();
 }
 
 void GatewayMetrics::RecordTraceReplaced(bool missing) {

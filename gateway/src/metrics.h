@@ -175,6 +175,9 @@ class GatewayMetrics {
   void ConnectionDown(absl::string_view lane);
   void RecordDisconnect(absl::string_view lane);
   void RecordReconnect(absl::string_view lane);
+  // nats.c reported a slow consumer on `lane`:
+  // natsgw_slow_consumer_events_total.
+  void RecordSlowConsumer(absl::string_view lane);
   void RecordTraceReplaced(bool missing);
 
   // End-to-end delivery latency of `message` under `subject`'s label: the
@@ -221,6 +224,7 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>* connections_ = nullptr;
   prometheus::Family<prometheus::Counter>* disconnects_ = nullptr;
   prometheus::Family<prometheus::Counter>* reconnects_ = nullptr;
+  prometheus::Family<prometheus::Counter>* slow_consumers_ = nullptr;
   prometheus::Counter* trace_missing_ = nullptr;
   prometheus::Counter* trace_invalid_ = nullptr;
   prometheus::Counter* subjects_overflow_ = nullptr;

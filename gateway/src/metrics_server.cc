@@ -1,22 +1,187 @@
 #include "natsgw/metrics_server.h"
 
-#include <prometheus/exposer.h>
+#include <civetweb.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
-#include <exception>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 
 namespace natsgw {
 
-MetricsServer::MetricsServer(std::unique_ptr<prometheus::Exposer> exposer,
-                             std::shared_ptr<prometheus::Registry> registry,
-                             MetricsServerOptions options, int port)
-    : exposer_(std::move(exposer)),
-      registry_(std::move(registry)),
-      options_(std::move(options)),
-      port_(port) {}
+class MetricsServer::Impl {
+ public:
+  Impl(std::shared_ptr<prometheus::Registry> registry,
+       MetricsServerOptions options)
+      : registry_(std::move(registry)), options_(std::move(options)) {}
+
+  ~Impl() {
+    // mg_stop joins civetweb's threads: no handler runs after it.
+    if (ctx_ != nullptr) mg_stop(ctx_);
+    mg_exit_library();
+  }
+
+  absl::Status Start() {
+    // Reference-counted in civetweb; prometheus-cpp's Exposer calls it too.
+    mg_init_library(0);
+    const std::string listen =
+        absl::StrCat(options_.bind_address, ":", options_.port);
+    const std::string threads = absl::StrCat(options_.threads);
+    const char* config[] = {"listening_ports", listen.c_str(), "num_threads",
+                            threads.c_str(),
+                            // A stuck client must not hold a thread forever.
+                            "request_timeout_ms", "10000", nullptr};
+    mg_callbacks callbacks{};
+    // civetweb prints bind errors to stderr unless told otherwise; natsgw
+    // never writes there on its own, and the error comes back in `error`.
+    callbacks.log_message = [](const mg_connection*, const char*) { return 1; };
+    mg_init_data init{};
+    init.callbacks = &callbacks;
+    init.user_data = this;
+    init.configuration_options = config;
+    char text[256] = {0};
+    unsigned code = 0;
+    mg_error_data error{};
+    error.code = &code;
+    error.text = text;
+    error.text_buffer_size = sizeof(text);
+    ctx_ = mg_start2(&init, &error);
+    if (ctx_ == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", listen, ": ", text));
+    }
+    mg_server_port ports[4] = {};
+    const int n = mg_get_server_ports(ctx_, 4, ports);
+    if (n < 1 || ports[0].port <= 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", listen, ": no port bound"));
+    }
+    port_ = ports[0].port;
+    // A trailing '$' makes civetweb match the path exactly (no sub-paths).
+    mg_set_request_handler(ctx_, absl::StrCat(options_.path, "$").c_str(),
+                           &Impl::ServeMetrics, this);
+    mg_set_request_handler(ctx_,
+                           absl::StrCat(options_.health_path, "$").c_str(),
+                           &Impl::ServeHealth, this);
+    mg_set_request_handler(ctx_,
+                           absl::StrCat(options_.readiness_path, "$").c_str(),
+                           &Impl::ServeReadiness, this);
+    return absl::OkStatus();
+  }
+
+  void AddCheck(const std::string& name, ReadinessCheck check) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checks_[name] = std::move(check);
+  }
+  void RemoveCheck(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checks_.erase(name);
+  }
+  void SetDraining() { draining_.store(true, std::memory_order_release); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+
+  // Runs every check (outside the lock: a check may take a lock of its own,
+  // and AddCheck must not wait for it). `results` gets one entry per check,
+  // "ok" or the failing status.
+  absl::Status Evaluate(std::map<std::string, std::string>* results) const {
+    std::vector<std::pair<std::string, ReadinessCheck>> checks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      checks.assign(checks_.begin(), checks_.end());
+    }
+    std::vector<std::string> failing;
+    if (draining()) {
+      failing.push_back("draining: the service is shutting down");
+    }
+    for (auto& [name, check] : checks) {
+      absl::Status s = check();
+      if (results != nullptr) (*results)[name] = s.ok() ? "ok" : s.ToString();
+      if (!s.ok()) failing.push_back(absl::StrCat(name, ": ", s.message()));
+    }
+    if (failing.empty()) return absl::OkStatus();
+    return absl::UnavailableError(
+        absl::StrCat("not ready: ", absl::StrJoin(failing, "; ")));
+  }
+
+  int port() const { return port_; }
+  const MetricsServerOptions& options() const { return options_; }
+
+ private:
+  static bool IsGet(mg_connection* conn) {
+    const mg_request_info* info = mg_get_request_info(conn);
+    const std::string method = info->request_method;
+    if (method == "GET" || method == "HEAD") return true;
+    Send(conn, 405, "text/plain; charset=utf-8", "only GET is served here\n",
+         {{"Allow", "GET, HEAD"}});
+    return false;
+  }
+
+  static void Send(
+      mg_connection* conn, int status, const char* content_type,
+      const std::string& body,
+      std::vector<std::pair<const char*, const char*>> extra = {}) {
+    mg_response_header_start(conn, status);
+    mg_response_header_add(conn, "Content-Type", content_type, -1);
+    mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+    const std::string length = absl::StrCat(body.size());
+    mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
+    for (const auto& [key, value] : extra) {
+      mg_response_header_add(conn, key, value, -1);
+    }
+    mg_response_header_send(conn);
+    const std::string method = mg_get_request_info(conn)->request_method;
+    if (method != "HEAD") mg_write(conn, body.data(), body.size());
+  }
+
+  static int ServeMetrics(mg_connection* conn, void* data) {
+    if (!IsGet(conn)) return 405;
+    auto* self = static_cast<Impl*>(data);
+    const std::string body =
+        prometheus::TextSerializer().Serialize(self->registry_->Collect());
+    Send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+    return 200;
+  }
+
+  static int ServeHealth(mg_connection* conn, void*) {
+    if (!IsGet(conn)) return 405;
+    Send(conn, 200, "application/json", "{\"status\":\"ok\"}\n");
+    return 200;
+  }
+
+  static int ServeReadiness(mg_connection* conn, void* data) {
+    if (!IsGet(conn)) return 405;
+    auto* self = static_cast<Impl*>(data);
+    std::map<std::string, std::string> results;
+    absl::Status ready = self->Evaluate(&results);
+    nlohmann::json body;
+    body["status"] = ready.ok() ? "ready" : "not ready";
+    if (self->draining()) body["draining"] = true;
+    body["checks"] = nlohmann::json::object();
+    for (const auto& [name, result] : results) body["checks"][name] = result;
+    const int status = ready.ok() ? 200 : 503;
+    Send(conn, status, "application/json", body.dump() + "\n");
+    return status;
+  }
+
+  const std::shared_ptr<prometheus::Registry> registry_;
+  const MetricsServerOptions options_;
+  mg_context* ctx_ = nullptr;
+  int port_ = 0;
+  std::atomic<bool> draining_{false};
+  mutable std::mutex mu_;
+  std::map<std::string, ReadinessCheck> checks_;  // guarded by mu_
+};
+
+MetricsServer::MetricsServer(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 
 MetricsServer::~MetricsServer() = default;
 
@@ -30,9 +195,25 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("metrics port ", options.port, " is outside 0..65535"));
   }
-  if (options.path.empty() || options.path[0] != '/') {
+  for (const std::string* path :
+       {&options.path, &options.health_path, &options.readiness_path}) {
+    if (path->empty() || (*path)[0] != '/' ||
+        path->find_first_of("$*?# ") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HTTP path \"", *path,
+          "\" must start with '/' and contain none of $*?# or spaces"));
+    }
+  }
+  if (options.path == options.health_path ||
+      options.path == options.readiness_path ||
+      options.health_path == options.readiness_path) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "metrics path \"", options.path, "\" must start with '/'"));
+        "the metrics, health and readiness paths must differ (", options.path,
+        ", ", options.health_path, ", ", options.readiness_path, ")"));
+  }
+  if (options.threads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics server threads must be >= 1, not ", options.threads));
   }
   if (options.bind_address.empty() ||
       options.bind_address.find_first_of(" ,:") != std::string::npos) {
@@ -40,31 +221,47 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
         absl::StrCat("metrics bind address \"", options.bind_address,
                      "\" must be an IPv4 address or host name without a port"));
   }
-  const std::string listen =
-      absl::StrCat(options.bind_address, ":", options.port);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  // prometheus-cpp (civetweb underneath) reports bind failures by throwing.
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(listen);
-    exposer->RegisterCollectable(registry, options.path);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", listen, options.path, ": ", e.what()));
-  }
-  std::vector<int> ports = exposer->GetListeningPorts();
-  if (ports.empty()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", listen, ": no port bound"));
-  }
-  return std::unique_ptr<MetricsServer>(new MetricsServer(
-      std::move(exposer), std::move(registry), options, ports.front()));
+  auto impl = std::make_unique<Impl>(std::move(registry), options);
+  if (absl::Status s = impl->Start(); !s.ok()) return s;
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(impl)));
 }
 
-std::string MetricsServer::url() const {
-  const std::string host = options_.bind_address == "0.0.0.0"
+void MetricsServer::AddReadinessCheck(const std::string& name,
+                                      ReadinessCheck check) {
+  impl_->AddCheck(name, std::move(check));
+}
+
+void MetricsServer::RemoveReadinessCheck(const std::string& name) {
+  impl_->RemoveCheck(name);
+}
+
+void MetricsServer::SetDraining() { impl_->SetDraining(); }
+bool MetricsServer::draining() const { return impl_->draining(); }
+
+absl::Status MetricsServer::Readiness() const {
+  return impl_->Evaluate(nullptr);
+}
+
+int MetricsServer::port() const { return impl_->port(); }
+
+namespace {
+std::string UrlOf(const MetricsServerOptions& options, int port,
+                  const std::string& path) {
+  const std::string host = options.bind_address == "0.0.0.0"
                                ? std::string("127.0.0.1")
-                               : options_.bind_address;
-  return absl::StrCat("http://", host, ":", port_, options_.path);
+                               : options.bind_address;
+  return absl::StrCat("http://", host, ":", port, path);
+}
+}  // namespace
+
+std::string MetricsServer::url() const {
+  return UrlOf(impl_->options(), port(), impl_->options().path);
+}
+std::string MetricsServer::health_url() const {
+  return UrlOf(impl_->options(), port(), impl_->options().health_path);
+}
+std::string MetricsServer::readiness_url() const {
+  return UrlOf(impl_->options(), port(), impl_->options().readiness_path);
 }
 
 }  // namespace natsgw

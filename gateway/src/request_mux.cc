@@ -33,6 +33,9 @@ struct RequestMux::Call {
   std::shared_ptr<const std::string> direct_prefix;
   std::vector<uint64_t> tokens;
   absl::Status last_error;
+  // The spans of retries and hedges not answered yet, by token (only while
+  // spec.span records).
+  std::vector<std::pair<uint64_t, Span>> attempt_spans;
 };
 
 namespace {
@@ -44,6 +47,13 @@ absl::Duration ToDuration(std::chrono::steady_clock::duration d) {
 // The longest a direct-inbox reader waits in NextMsg before checking whether
 // its call was ended by another thread (a lost connection, Shutdown).
 constexpr int64_t kDirectSliceMs = 20;
+
+// Ends `span`, an attempt's, with `status`.
+void EndAttemptSpan(Span& span, const absl::Status& status) {
+  if (!span.recording()) return;
+  SetOutcome(span, status, /*rpc=*/true);
+  span.End();
+}
 
 absl::Status NoResponders(absl::string_view subject) {
   return absl::UnavailableError(absl::StrCat(
@@ -94,13 +104,16 @@ absl::Status RequestMux::Begin(CallSpec spec, std::shared_ptr<Call>* started) {
   // Before the send: the reply, and Finish, may come at once.
   call->spec.metrics->in_flight.Get().Increment();
   absl::Status sent = SendAttempt(call, call->spec.trace);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!sent.ok()) {
     call->spec.metrics->in_flight.Get().Decrement();
     // Nothing went out, so nothing else can have finished the call.
     call->finished = true;
     active_.erase(call.get());
     if (call->direct_prefix != nullptr) ReleaseDirectLocked(*call);
+    lock.unlock();
+    SetOutcome(call->spec.span, sent, /*rpc=*/true);
+    call->spec.span.End();
     return sent;
   }
   AddTimerLocked(call->spec.deadline, TimerKind::kDeadline, call);
@@ -178,19 +191,22 @@ void RequestMux::ReadDirect(const std::shared_ptr<Call>& call) {
       // call's (see the file comment). Any of its attempts will do: they all
       // went to the same subject.
       bool unanswered = false;
+      Span attempt_span;
       {
         std::lock_guard<std::mutex> lock(mu_);
         for (uint64_t token : call->tokens) {
           if (by_token_.erase(token) > 0) {
             --call->outstanding;
             unanswered = true;
+            attempt_span = TakeAttemptSpanLocked(*call, token);
             break;
           }
         }
       }
       if (unanswered) {
-        AttemptFailed(call, NoResponders(call->spec.subject),
-                      /*retryable=*/true);
+        const absl::Status status = NoResponders(call->spec.subject);
+        EndAttemptSpan(attempt_span, status);
+        AttemptFailed(call, status, /*retryable=*/true);
       }
     } else if (s != NATS_TIMEOUT && s != NATS_SLOW_CONSUMER) {
       // Closed (Shutdown, or the connection closed for good): the call ends
@@ -202,8 +218,20 @@ void RequestMux::ReadDirect(const std::shared_ptr<Call>& call) {
   ReleaseDirectLocked(*call);
 }
 
+Span RequestMux::TakeAttemptSpanLocked(Call& call, uint64_t token) {
+  for (auto it = call.attempt_spans.begin(); it != call.attempt_spans.end();
+       ++it) {
+    if (it->first == token) {
+      Span span = std::move(it->second);
+      call.attempt_spans.erase(it);
+      return span;
+    }
+  }
+  return Span();
+}
+
 absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
-                                     const TraceContext& trace) {
+                                     const TraceContext& trace, bool hedge) {
   const CallSpec& spec = call->spec;
   const Clock::time_point now = Clock::now();
   if (now >= spec.deadline) {
@@ -212,13 +240,36 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
   }
   uint64_t token;
   int attempt;
+  // A retry or hedge has a span of its own, a child of the call's. Made
+  // under the lock (the call's span ends once the call has finished, on
+  // another thread) and reported outside it, before anyone else can see it.
+  Span attempt_span;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    attempt = ++call->attempts;
+    if (attempt > 1 && spec.span.recording() && !call->finished) {
+      attempt_span =
+          spec.span.StartChild(SpanKind::kClient, spec.span.name(), trace);
+    }
+  }
+  if (attempt_span.recording()) {
+    SetRpcAttributes(attempt_span, attempt_span.name());
+    SetMessagingAttributes(attempt_span, "send", "request", spec.subject, "");
+    attempt_span.SetString(span_attributes::kMessagingMessageId,
+                           spec.message_id);
+    attempt_span.SetInt(span_attributes::kNatsRequestAttempt, attempt);
+    attempt_span.SetBool(span_attributes::kNatsRequestHedge, hedge);
+    attempt_span.ReportStart();
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     token = next_token_++;
     by_token_.emplace(token, call);
     call->tokens.push_back(token);
     ++call->outstanding;
-    attempt = ++call->attempts;
+    if (attempt_span.recording()) {
+      call->attempt_spans.emplace_back(token, std::move(attempt_span));
+    }
   }
   Stamp stamp;
   stamp.trace = trace;
@@ -246,9 +297,14 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
             : NatsError(s, absl::StrCat("request to '", spec.subject, "'"));
   }
   if (!status.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    by_token_.erase(token);
-    --call->outstanding;
+    Span unsent;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      by_token_.erase(token);
+      --call->outstanding;
+      unsent = TakeAttemptSpanLocked(*call, token);
+    }
+    EndAttemptSpan(unsent, status);
   }
   return status;
 }
@@ -265,6 +321,7 @@ void RequestMux::OnReply(natsMsg* raw) {
 void RequestMux::HandleReply(uint64_t token, NatsMsgPtr msg,
                              absl::Time received) {
   std::shared_ptr<Call> call;
+  Span attempt_span;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = by_token_.find(token);
@@ -274,9 +331,12 @@ void RequestMux::HandleReply(uint64_t token, NatsMsgPtr msg,
     call = std::move(it->second);
     by_token_.erase(it);
     --call->outstanding;
+    attempt_span = TakeAttemptSpanLocked(*call, token);
   }
   if (natsMsg_IsNoResponders(msg.get())) {
-    AttemptFailed(call, NoResponders(call->spec.subject), /*retryable=*/true);
+    const absl::Status status = NoResponders(call->spec.subject);
+    EndAttemptSpan(attempt_span, status);
+    AttemptFailed(call, status, /*retryable=*/true);
     return;
   }
   TraceOrigin origin;
@@ -286,9 +346,11 @@ void RequestMux::HandleReply(uint64_t token, NatsMsgPtr msg,
   }
   if (absl::Status remote = StatusFromErrorHeaders(reply.headers);
       !remote.ok()) {
+    EndAttemptSpan(attempt_span, remote);
     AttemptFailed(call, std::move(remote), /*retryable=*/true);
     return;
   }
+  EndAttemptSpan(attempt_span, absl::OkStatus());
   Finish(call, std::move(reply));
 }
 
@@ -331,12 +393,16 @@ void RequestMux::AttemptFailed(const std::shared_ptr<Call>& call,
 
 void RequestMux::Finish(const std::shared_ptr<Call>& call,
                         absl::StatusOr<Message> result) {
+  std::vector<std::pair<uint64_t, Span>> open_attempts;
+  int attempts;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (call->finished) return;
     call->finished = true;
     for (uint64_t token : call->tokens) by_token_.erase(token);
     active_.erase(call.get());
+    open_attempts = std::move(call->attempt_spans);
+    attempts = call->attempts;
   }
   const CallSpec& spec = call->spec;
   spec.metrics->in_flight.Get().Decrement();
@@ -347,6 +413,20 @@ void RequestMux::Finish(const std::shared_ptr<Call>& call,
     metrics_->RecordError(Operation::kRequest, code);
     result = WithTraceId(result.status(), spec.trace.TraceIdHex());
   }
+  // Spans end before `done` runs: whoever waits for the call sees them.
+  if (call->spec.span.recording()) {
+    for (auto& [token, span] : open_attempts) {
+      EndAttemptSpan(span, result.ok() ? absl::CancelledError(
+                                             "the call ended (another "
+                                             "attempt was answered) before "
+                                             "this attempt was")
+                                       : result.status());
+    }
+    Span& span = call->spec.span;
+    span.SetInt(span_attributes::kNatsRequestAttempts, attempts);
+    SetOutcome(span, result.status(), /*rpc=*/true);
+    span.End();
+  }
   call->spec.done(std::move(result));
   // Release what `done` captured now, on this thread, not whenever the last
   // timer referring to the call fires.
@@ -356,6 +436,7 @@ void RequestMux::Finish(const std::shared_ptr<Call>& call,
 void RequestMux::FailWaiting(absl::string_view subject,
                              const absl::Status& status, bool retryable) {
   std::vector<std::shared_ptr<Call>> hit;
+  std::vector<std::pair<uint64_t, Span>> cut_off;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [ptr, call] : active_) {
@@ -363,9 +444,14 @@ void RequestMux::FailWaiting(absl::string_view subject,
       if (!subject.empty() && call->spec.subject != subject) continue;
       for (uint64_t token : call->tokens) by_token_.erase(token);
       call->outstanding = 0;
+      for (auto& attempt : call->attempt_spans) {
+        cut_off.push_back(std::move(attempt));
+      }
+      call->attempt_spans.clear();
       hit.push_back(call);
     }
   }
+  for (auto& [token, span] : cut_off) EndAttemptSpan(span, status);
   for (const auto& call : hit) AttemptFailed(call, status, retryable);
 }
 
@@ -499,9 +585,7 @@ void RequestMux::RunTimer(TimerKind kind, const std::shared_ptr<Call>& call) {
         ++call->retries;
       }
       spec.metrics->retries.Get().Increment();
-      const TraceContext trace =
-          spec.parent ? spec.parent->Child() : spec.trace.Child();
-      if (absl::Status s = SendAttempt(call, trace); !s.ok()) {
+      if (absl::Status s = SendAttempt(call, spec.trace.Child()); !s.ok()) {
         AttemptFailed(call, std::move(s), /*retryable=*/true);
       }
       return;
@@ -523,9 +607,9 @@ void RequestMux::RunTimer(TimerKind kind, const std::shared_ptr<Call>& call) {
         }
       }
       spec.metrics->hedges.Get().Increment();
-      const TraceContext trace =
-          spec.parent ? spec.parent->Child() : spec.trace.Child();
-      if (absl::Status s = SendAttempt(call, trace); !s.ok()) {
+      if (absl::Status s =
+              SendAttempt(call, spec.trace.Child(), /*hedge=*/true);
+          !s.ok()) {
         // The first copy is still out; note the failure only.
         std::lock_guard<std::mutex> lock(mu_);
         call->last_error = s;

@@ -48,6 +48,7 @@
 #include "natsgw/connection.h"
 #include "natsgw/message.h"
 #include "natsgw/send_options.h"
+#include "span.h"
 
 namespace natsgw::internal {
 
@@ -59,11 +60,15 @@ struct CallSpec {
   std::string subject;
   std::string data;
   Headers headers;
-  // The trace the caller continues, if any: retries and hedges become new
-  // children of it (siblings of the first attempt).
-  std::optional<TraceContext> parent;
-  // The first attempt's trace context (a child of `parent`, or a new root).
+  // The call's trace context, which the first attempt carries (a child of
+  // the caller's context, or a new root). Retries and hedges carry children
+  // of it: each attempt has a span ID of its own.
   TraceContext trace;
+  // The call's CLIENT span (context `trace`), or inert. Ended by the
+  // multiplexer when the call ends, before `done` runs. While it records,
+  // each retry or hedge gets a CLIENT span of its own, a child of it, ended
+  // when that attempt is answered or the call ends.
+  Span span;
   std::string message_id;
   absl::Time sent_at;
   std::chrono::steady_clock::time_point start;
@@ -141,9 +146,14 @@ class RequestMux {
     bool operator>(const Timer& other) const { return when > other.when; }
   };
 
-  // Sends one attempt of `call`.
+  // Sends one attempt of `call` carrying `trace`; `hedge`: a copy sent while
+  // the previous attempt is unanswered (for its span).
   absl::Status SendAttempt(const std::shared_ptr<Call>& call,
-                           const TraceContext& trace);
+                           const TraceContext& trace, bool hedge = false);
+  // Removes and returns the span of the attempt with `token` (inert if it
+  // has none: the first attempt, or spans not recorded).
+  Span TakeAttemptSpanLocked(Call& call, uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A message on either inbox for the attempt with `token`.
   void HandleReply(uint64_t token, NatsMsgPtr msg, absl::Time received);
   // Takes the direct inbox (subscribing a new generation if there is none or

@@ -374,6 +374,11 @@ class StreamConsumer::Impl {
                 const AckMetadata& meta) {
     internal::TraceOrigin origin;
     Message m = internal::ReadNatsMsg(msg.get(), absl::Now(), &origin);
+    // A trace natsgw starts: sampled like any other the connection starts.
+    if (origin != internal::TraceOrigin::kReceived &&
+        conn_.options().trace_sample_ratio < 1.0) {
+      m.trace = conn_.impl().NewRootTrace();
+    }
     auto control =
         std::make_shared<Delivery::Control>(nc_, reply, &beats_, &beat_count_);
     auto delivery = std::make_shared<Delivery>(
@@ -429,16 +434,19 @@ class StreamConsumer::Impl {
         internal::Random01());
   }
 
-  // Publishes the message to the dead-letter subject, then terminates it.
-  void DeadLetter(const Delivery& d, Delivery::Control& c,
-                  const absl::Status& reason) {
+  // Publishes the message to the dead-letter subject, then terminates it;
+  // returns the outcome: "dead_letter", or "nak" if it could not be
+  // published. `current`: the trace the dead letter continues.
+  absl::string_view DeadLetter(const Delivery& d, Delivery::Control& c,
+                               const absl::Status& reason,
+                               const TraceContext& current) {
     Log(absl::LogSeverity::kWarning,
         absl::StrCat("dead letter: stream sequence ", d.stream_sequence(),
                      " (message ID ", d.message().message_id, ") after ",
                      d.delivery_count(), " deliveries: ", reason.ToString()));
     if (!options_.dead_letter_subject.empty()) {
       StreamPublishOptions p;
-      p.trace = d.message().trace;
+      p.trace = current;
       if (!d.message().message_id.empty()) {
         // Dead-lettering the same message twice is de-duplicated.
         p.message_id = d.message().message_id;
@@ -472,18 +480,79 @@ class StreamConsumer::Impl {
                          options_.dead_letter_subject, ": ",
                          published.ToString(), "; redelivering it later"));
         Nak(c, Backoff(d.delivery_count()));
-        return;
+        return "nak";
       }
     }
     dead_letter_.Increment();
     dead_lettered_.Increment();
     dead_lettered_count_.fetch_add(1);
     Term(c);
+    return "dead_letter";
+  }
+
+  // The CONSUMER span of one delivery (inert unless spans are wanted): a
+  // child of the producer's span, linked to it, as for a subscription.
+  internal::Span StartSpan(const Delivery& d) const {
+    const Message& m = d.message();
+    const std::shared_ptr<SpanSink>& sink = conn_.impl().span_sink();
+    if (!internal::SpanWanted(sink.get(), m.trace)) return {};
+    // The filter subject is the low-cardinality template; without one, the
+    // stream stands for all its subjects.
+    const std::string& destination = options_.consumer.filter_subject.empty()
+                                         ? options_.consumer.stream
+                                         : options_.consumer.filter_subject;
+    std::optional<TraceContext::SpanId> parent;
+    if (!m.trace_replaced) parent = m.trace.span_id();
+    internal::Span span = internal::Span::Start(
+        sink, SpanKind::kConsumer,
+        internal::MessagingSpanName("process", m.subject, destination),
+        m.trace_replaced ? m.trace : m.trace.Child(), parent);
+    internal::SetMessagingAttributes(span, "process", "process", m.subject,
+                                     destination);
+    span.SetString(span_attributes::kMessagingConsumerGroupName,
+                   options_.consumer.durable);
+    if (!m.message_id.empty()) {
+      span.SetString(span_attributes::kMessagingMessageId, m.message_id);
+    }
+    span.SetInt(span_attributes::kMessagingMessageBodySize,
+                static_cast<int64_t>(m.data.size()));
+    span.SetString(span_attributes::kNatsJetStreamStream, d.stream());
+    span.SetString(span_attributes::kNatsJetStreamConsumer, d.consumer());
+    span.SetInt(span_attributes::kNatsJetStreamSequence,
+                static_cast<int64_t>(d.stream_sequence()));
+    span.SetInt(span_attributes::kNatsJetStreamDeliveryCount,
+                static_cast<int64_t>(d.delivery_count()));
+    conn_.impl().SetClientAttributes(span);
+    if (m.trace_replaced) {
+      span.SetBool(span_attributes::kNatsTraceReplaced, true);
+    } else {
+      span.AddLink(m.trace);
+    }
+    span.ReportStart();
+    return span;
   }
 
   void Process(const Delivery& d,
                const std::shared_ptr<Delivery::Control>& control) {
+    internal::Span span = StartSpan(d);
+    absl::Status reason;
+    const absl::string_view outcome = Settle(d, control, span, reason);
+    if (span.recording()) {
+      span.SetString(span_attributes::kNatsJetStreamOutcome, outcome);
+      span.SetStatus(reason);
+      span.End();
+    }
+  }
+
+  // Runs the handler for `d` (unless it is settled without) and settles the
+  // delivery; returns the outcome (span_attributes::kNatsJetStreamOutcome)
+  // and sets `reason` to why it was not acknowledged.
+  absl::string_view Settle(const Delivery& d,
+                           const std::shared_ptr<Delivery::Control>& control,
+                           internal::Span& span, absl::Status& reason) {
     Delivery::Control& c = *control;
+    const TraceContext& current =
+        span.recording() ? span.context() : d.message().trace;
     delivered_.fetch_add(1);
     if (d.delivery_count() > 1) {
       redeliveries_.Increment();
@@ -492,13 +561,11 @@ class StreamConsumer::Impl {
     delivery_latency_.Observe(internal::Seconds(
         std::max(absl::Now() - d.stored_at(), absl::ZeroDuration())));
     if (d.delivery_count() > static_cast<uint64_t>(options_.max_deliveries)) {
-      DeadLetter(
-          d, c,
-          absl::FailedPreconditionError(absl::StrCat(
-              "delivered ", d.delivery_count(),
-              " times, more than max_deliveries (", options_.max_deliveries,
-              "); its handler never acknowledged it")));
-      return;
+      reason = absl::FailedPreconditionError(absl::StrCat(
+          "delivered ", d.delivery_count(),
+          " times, more than max_deliveries (", options_.max_deliveries,
+          "); its handler never acknowledged it"));
+      return DeadLetter(d, c, reason, current);
     }
     const std::string& key = d.message().message_id;
     IdempotencyStore& store = *options_.idempotency;
@@ -513,17 +580,20 @@ class StreamConsumer::Impl {
             absl::StrCat("idempotency store unavailable, redelivering later: ",
                          claim.status().ToString()));
         Nak(c, Backoff(d.delivery_count()));
-        return;
+        reason = claim.status();
+        return "nak";
       }
       if (*claim == ClaimResult::kDone) {
         skipped_.Increment();
         skipped_count_.fetch_add(1);
         Ack(c);
-        return;
+        return "skipped_duplicate";
       }
       if (*claim == ClaimResult::kBusy) {
         Nak(c, options_.consumer.ack_wait);
-        return;
+        reason = absl::AbortedError(
+            "another delivery of this message ID is being handled");
+        return "nak";
       }
       claimed = true;
     }
@@ -532,7 +602,7 @@ class StreamConsumer::Impl {
     auto running = std::make_shared<std::atomic<bool>>(true);
     ScheduleHeartbeat(running, control);
     const absl::Time start = absl::Now();
-    DeliveryOutcome outcome = RunHandler(d);
+    DeliveryOutcome outcome = RunHandler(d, current);
     running->store(false);
     handler_duration_.Observe(internal::Seconds(absl::Now() - start));
 
@@ -556,26 +626,28 @@ class StreamConsumer::Impl {
           }
         }
         Ack(c);
-        return;
+        return "ack";
       case DeliveryOutcome::Kind::kNak:
         if (claimed) store.Release(key).IgnoreError();
+        reason = outcome.reason();
         if (d.delivery_count() >=
             static_cast<uint64_t>(options_.max_deliveries)) {
-          DeadLetter(d, c, outcome.reason());
-        } else {
-          Nak(c,
-              outcome.delay() ? *outcome.delay() : Backoff(d.delivery_count()));
+          return DeadLetter(d, c, outcome.reason(), current);
         }
-        return;
+        Nak(c,
+            outcome.delay() ? *outcome.delay() : Backoff(d.delivery_count()));
+        return "nak";
       case DeliveryOutcome::Kind::kTerm:
         if (claimed) store.Release(key).IgnoreError();
-        DeadLetter(d, c, outcome.reason());
-        return;
+        reason = outcome.reason();
+        return DeadLetter(d, c, outcome.reason(), current);
     }
+    return "ack";  // not reached: every kind is handled above
   }
 
-  DeliveryOutcome RunHandler(const Delivery& d) {
-    ScopedTraceContext trace(d.message().trace);
+  // `current`: the thread's trace while the handler runs.
+  DeliveryOutcome RunHandler(const Delivery& d, const TraceContext& current) {
+    ScopedTraceContext trace(current);
     try {
       return handler_(d);
     } catch (const std::exception& e) {

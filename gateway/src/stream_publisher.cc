@@ -126,6 +126,11 @@ class StreamPublisher::Impl {
     // The caller's inherited deadline (inside a handler), if any.
     std::optional<absl::Time> deadline;
     AckCallback done;  // async only
+    // The PRODUCER span of the whole publish (StartSpan), ended by Finish;
+    // each attempt's request is a CLIENT span, its child.
+    internal::Span span;
+    // Whether `request.trace` is a root this publisher made (StartSpan).
+    bool new_root = false;
   };
 
   absl::StatusOr<Op> Prepare(absl::string_view subject,
@@ -143,11 +148,14 @@ class StreamPublisher::Impl {
     // Every attempt continues one trace (a new span each).
     if (o.trace && o.trace->valid()) {
       r.trace = *o.trace;
+      r.trace_is_new_root = o.trace_is_new_root;
     } else if (std::optional<TraceContext> current = CurrentTraceContext();
                current && current->valid()) {
       r.trace = std::move(*current);
     } else {
-      r.trace = TraceContext::NewRoot();
+      r.trace = conn_.impl().NewRootTrace();
+      r.trace_is_new_root = true;
+      op.new_root = true;
     }
     op.sent.trace = r.trace->Child();
     op.sent.message_id = *r.message_id;
@@ -177,6 +185,34 @@ class StreamPublisher::Impl {
       r.headers.Add("Nats-Expected-Last-Msg-Id", *o.expected_last_message_id);
     }
     return op;
+  }
+
+  // Starts op's PRODUCER span, once the publish is accepted, and makes the
+  // attempts its children.
+  void StartSpan(Op& op, const StreamPublishOptions& o,
+                 size_t data_size) const {
+    const std::shared_ptr<SpanSink>& sink = conn_.impl().span_sink();
+    RequestOptions& r = op.request;
+    if (!internal::SpanWanted(sink.get(), *r.trace)) return;
+    // A root made here is this span's own context; anything else is its
+    // parent (unless the caller says it is a new root of its own).
+    const TraceContext producer = op.new_root ? *r.trace : r.trace->Child();
+    std::optional<TraceContext::SpanId> parent;
+    if (!r.trace_is_new_root) parent = r.trace->span_id();
+    op.span = internal::Span::Start(
+        sink, SpanKind::kProducer,
+        internal::MessagingSpanName("publish", op.subject, o.metric_subject),
+        producer, parent, op.start);
+    internal::SetMessagingAttributes(op.span, "send", "publish", op.subject,
+                                     o.metric_subject);
+    op.span.SetString(span_attributes::kMessagingMessageId, *r.message_id);
+    op.span.SetInt(span_attributes::kMessagingMessageBodySize,
+                   static_cast<int64_t>(data_size));
+    op.span.SetString(span_attributes::kNatsJetStreamStream, options_.stream);
+    conn_.impl().SetClientAttributes(op.span);
+    op.span.ReportStart();
+    r.trace = producer;
+    r.trace_is_new_root = false;
   }
 
   // The attempt's timeout, or zero if the caller's deadline has passed.
@@ -210,6 +246,17 @@ class StreamPublisher::Impl {
 
   absl::StatusOr<PublishAck> Finish(Op& op, absl::StatusOr<PublishAck> ack) {
     duration_.Observe(internal::Seconds(absl::Now() - op.start));
+    if (op.span.recording()) {
+      op.span.SetInt(span_attributes::kNatsJetStreamAttempts, op.attempts);
+      if (ack.ok()) {
+        op.span.SetInt(span_attributes::kNatsJetStreamSequence,
+                       static_cast<int64_t>(ack->sequence));
+        op.span.SetBool(span_attributes::kNatsJetStreamDuplicate,
+                        ack->duplicate);
+      }
+      op.span.SetStatus(ack.status());
+      op.span.End();
+    }
     if (!ack.ok()) {
       failed_.Increment();
       std::string message(ack.status().message());
@@ -233,6 +280,7 @@ class StreamPublisher::Impl {
                                      absl::string_view data,
                                      const StreamPublishOptions& o) {
     NATSGW_ASSIGN_OR_RETURN(Op op, Prepare(subject, o));
+    StartSpan(op, o, data.size());
     for (;;) {
       ++op.attempts;
       std::optional<SendInfo> sent;
@@ -290,12 +338,15 @@ class StreamPublisher::Impl {
     pending_gauge_.Increment();
     auto op = std::make_shared<Op>(std::move(prepared));
     op->done = std::move(done);
+    StartSpan(*op, o, data.size());
     // The first attempt is sent from the caller's thread so that a publish
     // rejected outright is reported here, with nothing sent.
     ++op->attempts;
     absl::StatusOr<SendInfo> sent = SendAttempt(op);
     if (!sent.ok()) {
       if (absl::IsInvalidArgument(sent.status())) {
+        op->span.SetStatus(sent.status());
+        op->span.End();
         Release();
         return sent.status();
       }

@@ -41,6 +41,12 @@ void SubscriptionSet::Remove(const SubscriptionCore* core) {
       cores_.end());
 }
 
+std::vector<std::shared_ptr<SubscriptionCore>> SubscriptionSet::Snapshot()
+    const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cores_;
+}
+
 std::vector<std::shared_ptr<SubscriptionCore>> SubscriptionSet::TakeAll() {
   std::lock_guard<std::mutex> lock(mu_);
   return std::move(cores_);

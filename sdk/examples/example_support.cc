@@ -15,10 +15,80 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "natsgw/json_logger.h"
+#include "natsgw/logger.h"
+#include "natsgw/redact.h"
+
+namespace natsgw::examples {
+namespace {
+
+// The values of --log_format and --log_level (parsed by Abseil through
+// AbslParseFlag, so a wrong value stops the program with a usage error).
+enum class LogFormat { kJson, kText };
+
+struct LogLevel {
+  absl::LogSeverity severity = absl::LogSeverity::kInfo;
+};
+
+bool AbslParseFlag(absl::string_view text, LogFormat* format,
+                   std::string* error) {
+  if (absl::EqualsIgnoreCase(text, "json")) {
+    *format = LogFormat::kJson;
+  } else if (absl::EqualsIgnoreCase(text, "text")) {
+    *format = LogFormat::kText;
+  } else {
+    *error = "expected json or text";
+    return false;
+  }
+  return true;
+}
+
+std::string AbslUnparseFlag(LogFormat format) {
+  return format == LogFormat::kJson ? "json" : "text";
+}
+
+bool AbslParseFlag(absl::string_view text, LogLevel* level,
+                   std::string* error) {
+  if (absl::EqualsIgnoreCase(text, "debug")) {
+    level->severity = kDebugSeverity;
+  } else if (absl::EqualsIgnoreCase(text, "info")) {
+    level->severity = absl::LogSeverity::kInfo;
+  } else if (absl::EqualsIgnoreCase(text, "warning")) {
+    level->severity = absl::LogSeverity::kWarning;
+  } else if (absl::EqualsIgnoreCase(text, "error")) {
+    level->severity = absl::LogSeverity::kError;
+  } else {
+    *error = "expected debug, info, warning or error";
+    return false;
+  }
+  return true;
+}
+
+std::string AbslUnparseFlag(LogLevel level) {
+  if (level.severity < absl::LogSeverity::kInfo) return "debug";
+  switch (level.severity) {
+    case absl::LogSeverity::kInfo:
+      return "info";
+    case absl::LogSeverity::kWarning:
+      return "warning";
+    default:
+      return "error";
+  }
+}
+
+}  // namespace
+}  // namespace natsgw::examples
 
 ABSL_FLAG(std::string, nats_url, "",
           "NATS server URL(s), comma-separated. Default: $NATS_URL, else "
           "nats://127.0.0.1:4222");
+ABSL_FLAG(natsgw::examples::LogFormat, log_format,
+          natsgw::examples::LogFormat::kJson,
+          "Format of the diagnostics on stderr: json (one JSON object per "
+          "line, with trace_id and span_id) or text");
+ABSL_FLAG(natsgw::examples::LogLevel, log_level, natsgw::examples::LogLevel{},
+          "Least severe diagnostics written to stderr: debug, info, warning "
+          "or error");
 
 namespace natsgw::examples {
 namespace {
@@ -51,9 +121,21 @@ void InitProgram(int argc, char** argv, absl::string_view usage) {
 
 int ExitStatus(absl::string_view program, const absl::Status& status) {
   if (status.ok()) return 0;
+  // natsgw's messages are already free of credentials; the example's own
+  // may not be.
+  const std::string message = RedactSecrets(status.message());
+  if (absl::GetFlag(FLAGS_log_format) == LogFormat::kJson) {
+    const std::string code = absl::StatusCodeToString(status.code());
+    const LogField fields[] = {{"code", code}};
+    LoggerFromFlags(program)->LogStructured(
+        {.severity = absl::LogSeverity::kError,
+         .message = message,
+         .fields = fields});
+    return 1;
+  }
   std::fprintf(stderr, "%s: %s: %s\n", std::string(program).c_str(),
                absl::StatusCodeToString(status.code()).c_str(),
-               std::string(status.message()).c_str());
+               message.c_str());
   return 1;
 }
 
@@ -73,8 +155,19 @@ ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name) {
   ConnectionOptions options;
   options.servers = absl::StrSplit(urls, ',', absl::SkipEmpty());
   options.name = std::string(name);
-  options.logger = std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
+  options.logger = LoggerFromFlags(name);
   return options;
+}
+
+std::shared_ptr<Logger> LoggerFromFlags(absl::string_view name) {
+  const absl::LogSeverity level = absl::GetFlag(FLAGS_log_level).severity;
+  if (absl::GetFlag(FLAGS_log_format) == LogFormat::kText) {
+    return std::make_shared<StderrLogger>(level);
+  }
+  JsonLoggerOptions options;
+  options.name = std::string(name);
+  options.min_severity = level;
+  return std::make_shared<JsonLogger>(std::move(options), stderr);
 }
 
 void PrintLine(absl::string_view component, absl::string_view trace_id,

@@ -1,6 +1,12 @@
 // Shared plumbing of the example binaries (user-service, email-service,
-// register-users): command-line flags, output lines keyed by trace ID, waiting
-// for SIGTERM/SIGINT, and the start-up and shutdown of a service.
+// register-users): command-line flags, output lines keyed by trace ID, the
+// diagnostics logger, waiting for SIGTERM/SIGINT, and the start-up and
+// shutdown of a service.
+//
+// Two streams: stdout carries the demo's human-readable lines (PrintLine,
+// the ready and shutdown lines); stderr carries diagnostics, by default as
+// JSON lines (natsgw::JsonLogger) with --log_format=text for plain lines and
+// --log_level=debug|info|warning|error (default info) to choose how much.
 //
 // Thread-safety: PrintLine may be called from any thread; the other functions
 // are for main().
@@ -16,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "natsgw/connection.h"
+#include "natsgw/logger.h"
 #include "natsgw/metrics_server.h"
 #include "natsgw/service.h"
 #include "natsgw/stream_config.h"
@@ -29,25 +36,36 @@ namespace natsgw::examples {
 // can take them synchronously.
 void InitProgram(int argc, char** argv, absl::string_view usage);
 
-// Prints a failed `status` as "<program>: <status>" to stderr; returns the
-// process exit status (0 for OK, 1 otherwise).
+// Reports a failed `status` on stderr, secrets masked: an error entry with
+// the status code as field "code" (--log_format=json) or
+// "<program>: <code>: <message>" (text). Returns the process exit status (0
+// for OK, 1 otherwise).
 int ExitStatus(absl::string_view program, const absl::Status& status);
 
 // Blocks until SIGINT or SIGTERM arrives; returns its name.
 std::string WaitForShutdown();
 
 // Connection options from --nats_url (default: $NATS_URL, else
-// nats://127.0.0.1:4222), named `name`, logging warnings to stderr.
+// nats://127.0.0.1:4222), named `name`, logging through
+// LoggerFromFlags(name).
 ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name);
+
+// A new logger writing this program's diagnostics to stderr as --log_format
+// and --log_level say: a JsonLogger named `name` (the default) or a
+// StderrLogger.
+std::shared_ptr<Logger> LoggerFromFlags(absl::string_view name);
 
 // What an example service runs on (service_support.cc, services only).
 struct ServiceRuntime {
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<Connection> connection;
-  // Serves `registry` on --metrics_port; null when the port is -1.
+  // Serves `registry`, /healthz and /readyz on --metrics_port; null when the
+  // port is -1. Declared after `connection`, so it is destroyed first (its
+  // readiness check uses the connection).
   std::unique_ptr<MetricsServer> metrics;
 
-  // ", metrics at http://..." or "" without a metrics endpoint.
+  // ", metrics at http://..., health at ..., readiness at ..." or "" without
+  // a metrics endpoint.
   std::string MetricsNote() const;
 };
 

@@ -1,5 +1,6 @@
 // Start-up and shutdown shared by the example services: the --metrics_port
-// flag, the connection, the /metrics endpoint and the ready line.
+// flag, the connection, the /metrics, /healthz and /readyz endpoint and the
+// ready line.
 #include <prometheus/registry.h>
 
 #include <cstdio>
@@ -13,13 +14,16 @@
 #include "natsgw/status_macros.h"
 
 ABSL_FLAG(int, metrics_port, 9090,
-          "Port of the Prometheus /metrics endpoint; 0 picks a free port, -1 "
-          "disables it");
+          "Port of the HTTP endpoint serving /metrics (Prometheus), /healthz "
+          "and /readyz; 0 picks a free port, -1 disables it");
 
 namespace natsgw::examples {
 
 std::string ServiceRuntime::MetricsNote() const {
-  return metrics ? absl::StrCat(", metrics at ", metrics->url()) : "";
+  return metrics ? absl::StrCat(", metrics at ", metrics->url(), ", health at ",
+                                metrics->health_url(), ", readiness at ",
+                                metrics->readiness_url())
+                 : "";
 }
 
 std::string DescribeService(const Service& service) {
@@ -47,6 +51,11 @@ absl::StatusOr<ServiceRuntime> StartService(absl::string_view name) {
     NATSGW_ASSIGN_OR_RETURN(
         runtime.metrics,
         MetricsServer::Create(metrics_options, runtime.registry));
+    // /readyz follows the NATS connection (and its subscriptions); the
+    // connection outlives the server (see ServiceRuntime's member order).
+    Connection* connection = runtime.connection.get();
+    runtime.metrics->AddReadinessCheck(
+        "nats", [connection] { return connection->Readiness(); });
   }
   return runtime;
 }
@@ -64,6 +73,9 @@ void RunUntilShutdown(absl::string_view name, absl::string_view what,
   const std::string bye =
       absl::StrCat(name, ": ", signal, " received, shutting down\n");
   std::fputs(bye.c_str(), stdout);
+  // Not ready from now on, so that no new work is routed here while the
+  // work in hand drains.
+  if (runtime.metrics) runtime.metrics->SetDraining();
   stop_serving();
   runtime.connection->Close();
   std::fflush(stdout);

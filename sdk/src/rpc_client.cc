@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "natsgw/builder_lease.h"
 #include "natsgw/service_error.h"
+#include "natsgw/trace_sampling.h"
 
 namespace natsgw {
 namespace internal {
@@ -117,13 +118,17 @@ absl::Status ClientCallStarter::Prepare(ClientCall& call,
   }
   // Chosen here rather than by the gateway so that interceptors and errors
   // raised before anything is sent know the trace ID.
+  bool new_root = false;
   if (options.trace.has_value() && options.trace->valid()) {
     info.trace = *options.trace;
   } else if (std::optional<TraceContext> current = CurrentTraceContext();
              current.has_value() && current->valid()) {
     info.trace = *current;
   } else {
-    info.trace = TraceContext::NewRoot();
+    // Sampled as the gateway samples the traces it starts; the call's span
+    // is this trace's root span.
+    info.trace = NewRootTrace(channel.connection->options().trace_sample_ratio);
+    new_root = true;
   }
 
   if (options.timeout < absl::ZeroDuration()) {
@@ -133,6 +138,13 @@ absl::Status ClientCallStarter::Prepare(ClientCall& call,
 
   request.headers = options.headers;
   request.trace = info.trace;
+  request.trace_is_new_root = new_root;
+  // The CLIENT span's name and rpc.method (natsgw/span_sink.h); only built
+  // when spans are made at all.
+  if (channel.connection->options().span_sink != nullptr) {
+    request.rpc_method =
+        absl::StrCat(method.full_service_name, "/", method.method);
+  }
   request.message_id = options.message_id;
   request.retry = info.retry;
   request.hedging = info.hedging;

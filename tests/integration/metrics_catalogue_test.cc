@@ -20,7 +20,10 @@
 #include "gateway_test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/http_client.h"
+#include "harness/subprocess.h"
 #include "natsgw/jetstream.h"
+#include "natsgw/metrics_server.h"
 #include "natsgw/schemas/users_natsgw.h"
 #include "natsgw/stream_consumer.h"
 #include "natsgw/stream_publisher.h"
@@ -195,6 +198,26 @@ TEST_F(MetricsCatalogueTest, CodeAndCatalogueAgree) {
     absl::SleepFor(absl::Milliseconds(10));
   }
 
+  // A slow consumer: an inline handler held while more messages arrive
+  // than the client library's pending limit (65536) holds.
+  {
+    std::atomic<bool> release{false};
+    auto held = conn->Subscribe("cat.slow", "", [&](const Message&) {
+      while (!release.load()) absl::SleepFor(absl::Milliseconds(1));
+    });
+    ASSERT_TRUE(held.ok()) << held.status();
+    for (int i = 0; i < 70000; ++i) {
+      ASSERT_TRUE(conn->Publish("cat.slow", "x").ok());
+    }
+    ASSERT_TRUE(conn->Flush(absl::Seconds(10)).ok());
+    while (absl::Now() < end &&
+           Scrape().find("natsgw_slow_consumer_events_total{") ==
+               std::string::npos) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    release.store(true);
+  }
+
   // A server restart: the connections drop and come back.
   ASSERT_TRUE(server().Restart().ok());
   const absl::Time back = absl::Now() + absl::Seconds(20);
@@ -257,6 +280,32 @@ TEST_F(MetricsCatalogueTest, CodeAndCatalogueAgree) {
     }
   }
   EXPECT_THAT(problems, ::testing::IsEmpty());
+
+  // Served over HTTP as Prometheus scrapes it, everything passes promtool's
+  // lint (naming, units, _total suffixes, HELP text).
+  MetricsServerOptions mopts;
+  mopts.bind_address = "127.0.0.1";
+  mopts.port = 0;
+  auto server = MetricsServer::Create(mopts, registry_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto scrape = testing::HttpGet("127.0.0.1", (*server)->port(), "/metrics");
+  ASSERT_TRUE(scrape.ok()) << scrape.status();
+  ASSERT_EQ(scrape->status, 200);
+  const std::string path = ::testing::TempDir() + "natsgw_scrape.txt";
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << scrape->body;
+  }
+  auto lint = testing::RunProcess(
+      {"/bin/sh", "-c",
+       "command -v promtool >/dev/null || { echo 'promtool not found: install "
+       "the Debian package prometheus'; exit 127; }; promtool check metrics "
+       "< \"$0\"",
+       path},
+      absl::Seconds(60));
+  ASSERT_TRUE(lint.ok()) << lint.status();
+  EXPECT_EQ(lint->exit_code, 0) << lint->output;
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -3,21 +3,202 @@
 
 #include <prometheus/registry.h>
 
+#include <atomic>
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/http_client.h"
+#include "harness/metric_value.h"
 #include "harness/nats_server_fixture.h"
+#include "harness/sync_points.h"
 #include "natsgw/connection.h"
+#include "nlohmann/json.hpp"
 
 namespace natsgw {
 namespace {
 
+using ::natsgw::testing::Eventually;
+using ::natsgw::testing::Gate;
 using ::natsgw::testing::HttpGet;
+using ::natsgw::testing::HttpResponse;
+using ::natsgw::testing::MetricValue;
 using ::natsgw::testing::NatsServerTest;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class MetricsServerTest : public NatsServerTest {};
+class MetricsServerTest : public NatsServerTest {
+ protected:
+  // A server on a free loopback port for `registry`.
+  static std::unique_ptr<MetricsServer> StartServer(
+      std::shared_ptr<prometheus::Registry> registry) {
+    MetricsServerOptions mopts;
+    mopts.bind_address = "127.0.0.1";
+    mopts.port = 0;
+    auto metrics = MetricsServer::Create(mopts, std::move(registry));
+    EXPECT_TRUE(metrics.ok()) << metrics.status();
+    return metrics.ok() ? *std::move(metrics) : nullptr;
+  }
+
+  // GET /readyz: the status code, or 0 when the request itself failed.
+  static int ReadyzStatus(const MetricsServer& server,
+                          std::string* body = nullptr) {
+    absl::StatusOr<HttpResponse> r =
+        HttpGet("127.0.0.1", server.port(), "/readyz");
+    if (!r.ok()) return 0;
+    if (body != nullptr) *body = r->body;
+    return r->status;
+  }
+
+  std::unique_ptr<Connection> Connect(
+      const std::shared_ptr<prometheus::Registry>& registry,
+      absl::Duration slow_consumer_unready_for = absl::Seconds(10)) {
+    ConnectionOptions options;
+    options.servers = {server().url()};
+    options.registry = registry;
+    options.reconnect.wait = absl::Milliseconds(50);
+    options.slow_consumer_unready_for = slow_consumer_unready_for;
+    auto conn = Connection::Create(options);
+    EXPECT_TRUE(conn.ok()) << conn.status();
+    return conn.ok() ? *std::move(conn) : nullptr;
+  }
+};
+
+TEST_F(MetricsServerTest, HealthAndReadinessAnswerBesideMetrics) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = StartServer(registry);
+  ASSERT_NE(metrics, nullptr);
+  EXPECT_EQ(metrics->health_url(),
+            absl::StrCat("http://127.0.0.1:", metrics->port(), "/healthz"));
+  EXPECT_EQ(metrics->readiness_url(),
+            absl::StrCat("http://127.0.0.1:", metrics->port(), "/readyz"));
+
+  auto health = HttpGet("127.0.0.1", metrics->port(), "/healthz");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->content_type, "application/json");
+  EXPECT_EQ(nlohmann::json::parse(health->body)["status"], "ok");
+
+  // No checks: ready.
+  std::string body;
+  EXPECT_EQ(ReadyzStatus(*metrics, &body), 200);
+  EXPECT_EQ(nlohmann::json::parse(body)["status"], "ready");
+
+  // One failing check: 503, naming the check and why.
+  bool healthy = false;
+  metrics->AddReadinessCheck("database", [&healthy] {
+    return healthy ? absl::OkStatus()
+                   : absl::UnavailableError("replica lag 12s > 5s");
+  });
+  metrics->AddReadinessCheck("cache", [] { return absl::OkStatus(); });
+  EXPECT_EQ(ReadyzStatus(*metrics, &body), 503);
+  nlohmann::json parsed = nlohmann::json::parse(body);
+  EXPECT_EQ(parsed["status"], "not ready");
+  EXPECT_EQ(parsed["checks"]["cache"], "ok");
+  EXPECT_EQ(parsed["checks"]["database"], "UNAVAILABLE: replica lag 12s > 5s");
+  absl::Status readiness = metrics->Readiness();
+  EXPECT_EQ(readiness.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(readiness.message(), HasSubstr("database: replica lag"));
+
+  healthy = true;
+  EXPECT_EQ(ReadyzStatus(*metrics), 200);
+  metrics->RemoveReadinessCheck("database");
+  EXPECT_TRUE(metrics->Readiness().ok());
+
+  // Draining wins over every check, and liveness is unaffected.
+  metrics->SetDraining();
+  EXPECT_TRUE(metrics->draining());
+  EXPECT_EQ(ReadyzStatus(*metrics, &body), 503);
+  EXPECT_EQ(nlohmann::json::parse(body)["draining"], true);
+  EXPECT_THAT(metrics->Readiness().message(), HasSubstr("draining"));
+  health = HttpGet("127.0.0.1", metrics->port(), "/healthz");
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->status, 200);
+
+  // Exact paths only.
+  auto sub_path = HttpGet("127.0.0.1", metrics->port(), "/readyz/extra");
+  ASSERT_TRUE(sub_path.ok());
+  EXPECT_EQ(sub_path->status, 404);
+}
+
+TEST_F(MetricsServerTest, ReadinessFlipsOnDisconnectAndBack) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = StartServer(registry);
+  ASSERT_NE(metrics, nullptr);
+  auto conn = Connect(registry);
+  ASSERT_NE(conn, nullptr);
+  Connection* c = conn.get();
+  metrics->AddReadinessCheck("nats", [c] { return c->Readiness(); });
+  ASSERT_EQ(ReadyzStatus(*metrics), 200);
+
+  ASSERT_TRUE(server().Stop().ok());
+  std::string body;
+  ASSERT_TRUE(Eventually([&] { return ReadyzStatus(*metrics, &body) == 503; }));
+  EXPECT_THAT(body, HasSubstr("NATS connection is"));
+  EXPECT_EQ(c->Readiness().code(), absl::StatusCode::kUnavailable);
+
+  ASSERT_TRUE(server().Restart().ok());
+  ASSERT_TRUE(Eventually([&] { return ReadyzStatus(*metrics) == 200; }))
+      << c->Readiness();
+
+  c->Close();
+  EXPECT_THAT(c->Readiness().message(), HasSubstr("closed"));
+  metrics->RemoveReadinessCheck("nats");
+}
+
+TEST_F(MetricsServerTest, ReadinessFailsWhileASubscriptionDrains) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto conn = Connect(registry);
+  ASSERT_NE(conn, nullptr);
+  Gate gate;
+  std::atomic<int> started{0};
+  auto sub = conn->Subscribe("ready.drain", "", [&](const Message&) {
+    started.fetch_add(1);
+    gate.Wait();
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  ASSERT_TRUE(conn->Readiness().ok()) << conn->Readiness();
+  ASSERT_TRUE(conn->Publish("ready.drain", "x").ok());
+  ASSERT_TRUE(Eventually([&] { return started.load() == 1; }));
+
+  std::thread drainer([&] { (*sub)->Drain(absl::Seconds(20)).IgnoreError(); });
+  ASSERT_TRUE(Eventually([&] { return !conn->Readiness().ok(); }));
+  EXPECT_THAT(conn->Readiness().message(),
+              HasSubstr("subscription 'ready.drain' is not active"));
+  gate.Open();
+  drainer.join();
+  // Drained and gone: nothing left that is inactive.
+  EXPECT_TRUE(conn->Readiness().ok()) << conn->Readiness();
+}
+
+TEST_F(MetricsServerTest, SlowConsumerIsCountedAndMakesNotReadyForAWhile) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto conn = Connect(registry, absl::Seconds(1));
+  ASSERT_NE(conn, nullptr);
+  Gate gate;
+  // Inline handler, blocked: messages pile up in the client library's
+  // pending queue until its limit (65536 messages) makes it drop them.
+  auto sub =
+      conn->Subscribe("ready.slow", "", [&](const Message&) { gate.Wait(); });
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  constexpr int kMessages = 70000;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(conn->Publish("ready.slow", "x").ok());
+  }
+  ASSERT_TRUE(conn->Flush(absl::Seconds(10)).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return MetricValue(*registry, "natsgw_slow_consumer_events_total",
+                       {{"lane", "publish"}})
+               .value_or(0) >= 1;
+  }));
+  absl::Status ready = conn->Readiness();
+  EXPECT_EQ(ready.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(ready.message(), HasSubstr("slow consumer on the publish"));
+  gate.Open();
+  // slow_consumer_unready_for is 1s: ready again once it has passed.
+  EXPECT_TRUE(Eventually([&] { return conn->Readiness().ok(); }))
+      << conn->Readiness();
+}
 
 TEST_F(MetricsServerTest, ScrapeShowsLatencyHistogramsOfRealTraffic) {
   auto registry = std::make_shared<prometheus::Registry>();
@@ -85,6 +266,19 @@ TEST(MetricsServerOptionsTest, BadOptionsAreRejected) {
   MetricsServerOptions bad_path;
   bad_path.path = "metrics";
   EXPECT_EQ(MetricsServer::Create(bad_path, registry).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  MetricsServerOptions same_paths;
+  same_paths.readiness_path = same_paths.health_path;
+  absl::Status same = MetricsServer::Create(same_paths, registry).status();
+  EXPECT_EQ(same.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(same.message(), HasSubstr("must differ"));
+  MetricsServerOptions pattern_path;
+  pattern_path.health_path = "/health*";
+  EXPECT_EQ(MetricsServer::Create(pattern_path, registry).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  MetricsServerOptions no_threads;
+  no_threads.threads = 0;
+  EXPECT_EQ(MetricsServer::Create(no_threads, registry).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(MetricsServer::Create({}, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -178,6 +178,14 @@ class Connection {
   void Close();
 
   ConnectionState state() const;
+  // Whether the connection can do its work now, for a readiness probe
+  // (MetricsServer::AddReadinessCheck): OK, or UNAVAILABLE naming what is
+  // wrong: a NATS connection that is not connected (connecting, reconnecting,
+  // draining, closed); a subscription or served endpoint that is no longer
+  // active (draining, or ended by the server, e.g. for lack of permission);
+  // or a slow consumer (messages dropped) reported within the last
+  // ConnectionOptions::slow_consumer_unready_for.
+  absl::Status Readiness() const;
   // URL of the server currently connected to, or empty.
   std::string connected_url() const;
   // The registry metrics are recorded in.

@@ -6,6 +6,7 @@
 //   options.name = "user-service";
 //   options.registry = registry;            // prometheus::Registry to fill
 //   options.logger = std::make_shared<natsgw::StderrLogger>();
+//   options.span_sink = spans;               // natsgw/span_sink.h, optional
 //   auto conn = natsgw::Connection::Create(options);
 //
 // Thread-safety: a value type.
@@ -19,6 +20,7 @@
 
 #include "absl/time/time.h"
 #include "natsgw/logger.h"
+#include "natsgw/span_sink.h"
 #include "natsgw/validation.h"
 
 namespace prometheus {
@@ -53,6 +55,10 @@ struct ConnectionOptions {
   // until then). If false, Create() fails with UNAVAILABLE.
   bool retry_on_failed_connect = false;
   ReconnectPolicy reconnect;
+  // After nats.c reports a slow consumer (a subscription's pending limit was
+  // reached and messages were dropped), Readiness() fails for this long, so
+  // a load balancer sends new work elsewhere while the backlog clears.
+  absl::Duration slow_consumer_unready_for = absl::Seconds(10);
   // Liveness check: a PING every `ping_interval`; after `max_pings_out`
   // unanswered ones the server is considered gone and reconnection starts.
   // nats.c's default (2 min x 2) notices a hung server only after minutes.
@@ -79,6 +85,19 @@ struct ConnectionOptions {
 
   // Diagnostics sink. If null, diagnostics are discarded.
   std::shared_ptr<Logger> logger;
+
+  // Receives a span (natsgw/span_sink.h) for every publish, request, handled
+  // request and handled message of a sampled trace, e.g. a
+  // JsonLinesSpanExporter (natsgw/json_span_exporter.h) or an adapter to
+  // another tracer. If null, no spans are made (the message paths then only
+  // test this pointer). Shared: one sink may serve several connections.
+  std::shared_ptr<SpanSink> span_sink;
+  // Share of the traces this connection starts (a send with no current
+  // trace, a received message without a valid traceparent) that are
+  // sampled: 1 (the default) samples every one, 0 none. Between 0 and 1,
+  // else Create() fails with INVALID_ARGUMENT. A trace that arrives with a
+  // traceparent keeps its sender's decision. See natsgw/trace_sampling.h.
+  double trace_sample_ratio = 1.0;
 };
 
 }  // namespace natsgw

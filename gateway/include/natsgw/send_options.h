@@ -28,8 +28,15 @@ struct SendOptions {
   Headers headers;
   // Trace to continue. Default: the calling thread's current trace
   // (CurrentTraceContext()), or a new trace if there is none. The message
-  // carries a child of it (same trace ID, new span ID).
+  // carries a child of it (same trace ID, new span ID), and the send's span
+  // (natsgw/span_sink.h) names its span ID as parent.
   std::optional<TraceContext> trace;
+  // Set when `trace` is a new root made only to know the trace ID before
+  // sending (e.g. with NewRootTrace), with no span of the caller's behind
+  // its span ID: the send's span is then reported as the trace's root span
+  // (no parent) instead of a child of a span nobody reports. The message
+  // still carries a child of `trace`.
+  bool trace_is_new_root = false;
   // Nats-Msg-Id to send. Default: a new random ID (NewMessageId()).
   std::optional<std::string> message_id;
   // Label used for this send in metrics instead of the literal subject. Set it
@@ -48,6 +55,10 @@ struct RequestOptions : SendOptions {
   RetryPolicy retry;
   // Extra copies of a slow request (off by default). See retry_policy.h.
   HedgingPolicy hedging;
+  // What the call is named in its CLIENT span: the span name and rpc.method
+  // (natsgw/span_sink.h). The typed client sets "<package.Service>/<Method>".
+  // Default: metric_subject, else the subject. Keep it low-cardinality.
+  std::string rpc_method;
 };
 
 // What natsgw stamped on a message it sent.

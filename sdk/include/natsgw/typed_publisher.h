@@ -30,9 +30,11 @@
 // separate services, as the RPC client (rpc_client.h) and service
 // (typed_service.h) are; the topic they share is natsgw/event_topic.h.
 //
-// Metrics: every publish is recorded under the topic's subject (the
-// template), not the concrete subject, unless PublishOptions::metric_subject
-// says otherwise; label cardinality is bounded by the number of topics.
+// Metrics and spans: every publish is recorded under the topic's subject
+// (the template), not the concrete subject, unless
+// PublishOptions::metric_subject says otherwise; label cardinality is
+// bounded by the number of topics. The same template names the publish's
+// PRODUCER span, "publish <topic subject>" (natsgw/span_sink.h).
 //
 // Delivery is core NATS: at most once, to the subscribers present when the
 // event is published (Connection::Publish). The send options

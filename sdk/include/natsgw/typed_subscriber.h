@@ -37,10 +37,13 @@
 // natsgw/subscribe_options.h for what happens to the messages meanwhile)
 // and may call any Connection method. It runs with the message's trace as
 // the thread's current trace (natsgw/trace_context.h), so what it publishes
-// or requests continues the producer's trace. An Event may be moved to
-// another thread (it owns its payload); work done there continues the trace
-// only inside a ScopedTraceContext(event.trace). The handler is destroyed
-// after the subscription ends.
+// or requests continues the producer's trace; when the connection reports
+// spans (ConnectionOptions::span_sink) and the trace is sampled, the current
+// trace is the handler's CONSUMER span "process <topic subject>" (same trace
+// ID, its own span ID), so those sends are children of it. An Event may be
+// moved to another thread (it owns its payload); work done there continues
+// the trace only inside a ScopedTraceContext(event.trace). The handler is
+// destroyed after the subscription ends.
 //
 // Thread-safety: SubscribeTyped may be called from any thread; Event<T> is
 // a value type (concurrent const access is safe).

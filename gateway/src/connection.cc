@@ -1119,11 +1119,15 @@ internal::Span Connection::Impl::StartReceiveSpan(SubscriptionCore& core,
   // begins with this span.
   std::optional<TraceContext::SpanId> parent;
   if (!m.trace_replaced) parent = m.trace.span_id();
+  const std::string& rpc_method = core.serve_options().rpc_method.empty()
+                                      ? label
+                                      : core.serve_options().rpc_method;
   internal::Span span = internal::Span::Start(
       options_.span_sink, server ? SpanKind::kServer : SpanKind::kConsumer,
-      server ? label : internal::MessagingSpanName("process", m.subject, label),
+      server ? rpc_method
+             : internal::MessagingSpanName("process", m.subject, label),
       m.trace_replaced ? m.trace : m.trace.Child(), parent, m.received_at);
-  if (server) internal::SetRpcAttributes(span, label);
+  if (server) internal::SetRpcAttributes(span, rpc_method);
   internal::SetMessagingAttributes(span, "process", "process", m.subject,
                                    label);
   if (!core.queue_group().empty()) {
@@ -1176,6 +1180,8 @@ void Connection::Impl::HandleRequest(SubscriptionCore& core,
   absl::StatusOr<Reply> result;
   internal::Span span = StartReceiveSpan(core, request);
   const SteadyClock::time_point handler_start = SteadyClock::now();
+  core.metrics().server_queue_wait.Get().Observe(
+      Seconds(absl::FromChrono(handler_start - start)));
   if (absl::Status thrown = RunHandler(
           core, request, span.recording() ? span.context() : request.trace,
           [&] { result = core.request_handler()(request); });
@@ -1247,6 +1253,9 @@ void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
   // asks $SRV.STATS or scrapes /metrics next sees its request counted.
   if (handled_in.has_value()) {
     core.stats().RecordHandled(*handled_in, result.status());
+    core.metrics()
+        .server_handler.For(result.status().code())
+        .Observe(Seconds(*handled_in));
   }
   core.metrics()
       .server_request.For(result.status().code())

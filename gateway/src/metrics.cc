@@ -99,7 +99,10 @@ SubjectMetrics::SubjectMetrics(GatewayMetrics& metrics,
       expired(metrics.expired_, {{"subject", subject_label}}),
       in_flight(metrics.in_flight_, {{"subject", subject_label}}),
       client_request(metrics.client_request_duration_, subject_label),
-      server_request(metrics.server_request_duration_, subject_label) {}
+      server_queue_wait(metrics.server_queue_wait_,
+                        {{"subject", subject_label}}),
+      server_request(metrics.server_request_duration_, subject_label),
+      server_handler(metrics.server_handler_duration_, subject_label) {}
 
 GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
                                size_t max_subjects)
@@ -131,6 +134,21 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
                  "Time a served endpoint spent on a request, from receipt "
                  "to its reply being ready to send (queueing and handling), "
                  "by subject pattern and status code.")
+             .Register(r);
+    m->server_queue_wait_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_server_queue_wait_seconds")
+             .Help(
+                 "Time a served request waited between its receipt and its "
+                 "handler's start (client-library and task-queue queues), by "
+                 "subject pattern.")
+             .Register(r);
+    m->server_handler_duration_ =
+        &prometheus::BuildHistogram()
+             .Name("natsgw_server_handler_duration_seconds")
+             .Help(
+                 "Time a served endpoint's handler ran for one request, by "
+                 "subject pattern and status code.")
              .Register(r);
     m->handler_duration_ =
         &prometheus::BuildHistogram()

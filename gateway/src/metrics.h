@@ -146,8 +146,12 @@ struct SubjectMetrics {
   LazyMetric<prometheus::Counter> expired;
   // Requests sent and not yet answered (or failed).
   LazyMetric<prometheus::Gauge> in_flight;
+  // Served requests: receipt to handler start; receipt to reply; the
+  // handler alone.
+  LazyMetric<prometheus::Histogram> server_queue_wait;
   HistogramsByCode client_request;
   HistogramsByCode server_request;
+  HistogramsByCode server_handler;
 };
 
 class GatewayMetrics {
@@ -211,6 +215,8 @@ class GatewayMetrics {
 
   prometheus::Family<prometheus::Histogram>* client_request_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* server_request_duration_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* server_queue_wait_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* server_handler_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* handler_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* delivery_latency_ = nullptr;
   prometheus::Family<prometheus::Histogram>* publish_duration_ = nullptr;

@@ -88,9 +88,10 @@ class Service::Impl {
           internal::ResolveQueueGroup(config_, endpoint);
       // The handler moves into the subscription, which owns it for as long
       // as requests may still reach it (see Connection::Serve).
+      ServeOptions serve = endpoint.serve.value_or(config_.serve);
+      if (!endpoint.rpc_method.empty()) serve.rpc_method = endpoint.rpc_method;
       absl::StatusOr<std::unique_ptr<Subscription>> sub =
-          conn.Serve(subject, queue_group, std::move(endpoint.handler),
-                     endpoint.serve.value_or(config_.serve));
+          conn.Serve(subject, queue_group, std::move(endpoint.handler), serve);
       if (!sub.ok()) {
         return absl::Status(
             sub.status().code(),

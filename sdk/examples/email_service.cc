@@ -2,6 +2,9 @@
 //
 //   email-service --nats_url=nats://127.0.0.1:4222 --metrics_port=9091
 //
+// /metrics, /healthz and /readyz are served on --metrics_port (default 9091,
+// so that it runs beside user-service's 9090).
+//
 // Consumes users.events.UserRegistered from the JetStream stream USERS
 // through the durable consumer "email-service" (several instances share the
 // work), at least once: an event is acknowledged only after its e-mail went
@@ -211,7 +214,7 @@ class EmailService : public email::EmailServiceBase {
 
 absl::Status Run() {
   NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime,
-                          StartService("email-service"));
+                          StartService("email-service", 9091));
   Connection& c = *runtime.connection;
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<JetStream> js, JetStream::Create(c));
   NATSGW_RETURN_IF_ERROR(js->EnsureStream(UsersEventsStream()).status());

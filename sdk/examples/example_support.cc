@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "natsgw/json_logger.h"
+#include "natsgw/json_span_exporter.h"
 #include "natsgw/logger.h"
 #include "natsgw/redact.h"
 
@@ -79,6 +80,12 @@ std::string AbslUnparseFlag(LogLevel level) {
 }  // namespace
 }  // namespace natsgw::examples
 
+ABSL_FLAG(std::string, trace_file, "",
+          "Append every span of a sampled trace to this file as one JSON line "
+          "(several processes may share one file); empty: no spans");
+ABSL_FLAG(double, trace_sample_ratio, 1.0,
+          "Share (0..1) of the traces this program starts whose spans are "
+          "recorded; incoming traces keep their sender's decision");
 ABSL_FLAG(std::string, nats_url, "",
           "NATS server URL(s), comma-separated. Default: $NATS_URL, else "
           "nats://127.0.0.1:4222");
@@ -146,7 +153,8 @@ std::string WaitForShutdown() {
   return signal == SIGINT ? "SIGINT" : "SIGTERM";
 }
 
-ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name) {
+absl::StatusOr<ConnectionOptions> ConnectionOptionsFromFlags(
+    absl::string_view name) {
   std::string urls = absl::GetFlag(FLAGS_nats_url);
   if (urls.empty()) {
     const char* env = std::getenv("NATS_URL");
@@ -156,6 +164,14 @@ ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name) {
   options.servers = absl::StrSplit(urls, ',', absl::SkipEmpty());
   options.name = std::string(name);
   options.logger = LoggerFromFlags(name);
+  // Connection::Create checks the ratio and names the rule.
+  options.trace_sample_ratio = absl::GetFlag(FLAGS_trace_sample_ratio);
+  if (const std::string path = absl::GetFlag(FLAGS_trace_file); !path.empty()) {
+    absl::StatusOr<std::unique_ptr<JsonLinesSpanExporter>> spans =
+        JsonLinesSpanExporter::Create(path, name);
+    if (!spans.ok()) return spans.status();
+    options.span_sink = *std::move(spans);
+  }
   return options;
 }
 

@@ -47,8 +47,11 @@ std::string WaitForShutdown();
 
 // Connection options from --nats_url (default: $NATS_URL, else
 // nats://127.0.0.1:4222), named `name`, logging through
-// LoggerFromFlags(name).
-ConnectionOptions ConnectionOptionsFromFlags(absl::string_view name);
+// LoggerFromFlags(name), with spans appended to --trace_file (JSON lines,
+// service name `name`) for --trace_sample_ratio of new traces. Fails if the
+// trace file cannot be opened.
+absl::StatusOr<ConnectionOptions> ConnectionOptionsFromFlags(
+    absl::string_view name);
 
 // A new logger writing this program's diagnostics to stderr as --log_format
 // and --log_level say: a JsonLogger named `name` (the default) or a
@@ -84,9 +87,10 @@ void RunUntilShutdown(absl::string_view name, absl::string_view what,
 std::string DescribeService(const Service& service);
 
 // Connects as `name` (ConnectionOptionsFromFlags) recording metrics into a
-// new registry, and serves it on --metrics_port (0 picks a free port, -1
-// disables it).
-absl::StatusOr<ServiceRuntime> StartService(absl::string_view name);
+// new registry, and serves it on --metrics_port, by default on
+// `default_metrics_port` (0 picks a free port, -1 disables it).
+absl::StatusOr<ServiceRuntime> StartService(absl::string_view name,
+                                            int default_metrics_port);
 
 // Writes "<component> trace=<id> <text>" to stdout as one line.
 void PrintLine(absl::string_view component, absl::string_view trace_id,

@@ -170,9 +170,11 @@ int Run() {
                       absl::InvalidArgumentError(
                           "--count and --timeout_ms must be positive"));
   }
-  ConnectionOptions options = ConnectionOptionsFromFlags("register-users");
+  absl::StatusOr<ConnectionOptions> options =
+      ConnectionOptionsFromFlags("register-users");
+  if (!options.ok()) return ExitStatus("register-users", options.status());
   absl::StatusOr<std::unique_ptr<Connection>> conn =
-      Connection::Create(options);
+      Connection::Create(*options);
   if (!conn.ok()) return ExitStatus("register-users", conn.status());
   Connection& c = **conn;
   ClientOptions client_options;

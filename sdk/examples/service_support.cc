@@ -4,6 +4,7 @@
 #include <prometheus/registry.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,9 +14,11 @@
 #include "example_support.h"
 #include "natsgw/status_macros.h"
 
-ABSL_FLAG(int, metrics_port, 9090,
+ABSL_FLAG(std::optional<int>, metrics_port, std::nullopt,
           "Port of the HTTP endpoint serving /metrics (Prometheus), /healthz "
-          "and /readyz; 0 picks a free port, -1 disables it");
+          "and /readyz; 0 picks a free port, -1 disables it. Default: 9090 "
+          "for user-service, 9091 for email-service (the local targets in "
+          "monitoring/prometheus/targets/)");
 
 namespace natsgw::examples {
 
@@ -38,13 +41,16 @@ std::string DescribeService(const Service& service) {
                       absl::StrJoin(subjects, ", "));
 }
 
-absl::StatusOr<ServiceRuntime> StartService(absl::string_view name) {
+absl::StatusOr<ServiceRuntime> StartService(absl::string_view name,
+                                            int default_metrics_port) {
   ServiceRuntime runtime;
   runtime.registry = std::make_shared<prometheus::Registry>();
-  ConnectionOptions options = ConnectionOptionsFromFlags(name);
+  NATSGW_ASSIGN_OR_RETURN(ConnectionOptions options,
+                          ConnectionOptionsFromFlags(name));
   options.registry = runtime.registry;
   NATSGW_ASSIGN_OR_RETURN(runtime.connection, Connection::Create(options));
-  const int port = absl::GetFlag(FLAGS_metrics_port);
+  const int port =
+      absl::GetFlag(FLAGS_metrics_port).value_or(default_metrics_port);
   if (port >= 0) {
     MetricsServerOptions metrics_options;
     metrics_options.port = port;

@@ -134,7 +134,8 @@ class UserService : public users::UsersServiceBase {
 };
 
 absl::Status Run() {
-  NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime, StartService("user-service"));
+  NATSGW_ASSIGN_OR_RETURN(ServiceRuntime runtime,
+                          StartService("user-service", 9090));
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<JetStream> js,
                           JetStream::Create(*runtime.connection));
   NATSGW_RETURN_IF_ERROR(js->EnsureStream(UsersEventsStream()).status());

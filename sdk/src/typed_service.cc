@@ -125,6 +125,9 @@ EndpointConfig MakeEndpointShell(const MethodDescriptor& method,
       {"fbs.file_identifier", std::string(method.file_identifier)},
       {"fbs.schema", std::string(method.schema_file)},
   };
+  // SERVER spans carry the name the typed client's CLIENT spans carry.
+  endpoint.rpc_method =
+      absl::StrCat(method.full_service_name, "/", method.method);
   return endpoint;
 }
 

@@ -757,7 +757,10 @@ TEST_F(TracingTest, TypedClientNamesTheMethodAndStartsARootSpan) {
   // trace's root, not the child of a span nobody reports.
   EXPECT_FALSE(call.parent_span_id.has_value());
   EXPECT_EQ(call.context, reply->call.trace);
-  const SpanData served = Only(spans, SpanKind::kServer, "echo.Echo");
+  // The typed service names its SERVER span the same way.
+  const SpanData served = Only(spans, SpanKind::kServer, method);
+  EXPECT_EQ(Str(served, attr::kRpcMethod), method);
+  EXPECT_EQ(Str(served, attr::kMessagingDestinationName), "echo.Echo");
   EXPECT_EQ(served.parent_span_id, call.context.span_id());
 
   // The typed client's own roots follow the connection's ratio too.

@@ -591,6 +591,8 @@ TEST(TypedServiceConfigTest, EndpointNamesTheContract) {
   // Queue group and serve options are inherited from the service.
   EXPECT_EQ(endpoint.queue_group, std::nullopt);
   EXPECT_FALSE(endpoint.serve.has_value());
+  // SERVER spans are named like the typed client's CLIENT spans.
+  EXPECT_EQ(endpoint.rpc_method, "natsgw.echo.Echo/Echo");
   EXPECT_TRUE(static_cast<bool>(endpoint.handler));
 }
 

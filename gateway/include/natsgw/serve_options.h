@@ -55,6 +55,11 @@ struct ServeOptions {
   // when the subject embeds an ID, e.g. a per-instance control subject, to
   // keep label cardinality bounded.
   std::string metric_subject;
+  // What requests to this endpoint are named in their SERVER spans: the span
+  // name and rpc.method (natsgw/span_sink.h). Typed services set
+  // "<package.Service>/<Method>", the name the typed client's CLIENT span
+  // carries. Default: metric_subject, else the subject.
+  std::string rpc_method;
   // With workers > 0: what happens to a request arriving when max_in_flight
   // requests are queued or running (see the file comment). Inline endpoints
   // always shed.

@@ -55,6 +55,10 @@ struct EndpointConfig {
   RequestHandler handler;
   // Unset inherits ServiceConfig::serve.
   std::optional<ServeOptions> serve;
+  // If set, replaces the serve options' rpc_method: what requests to this
+  // endpoint are named in their SERVER spans. Typed endpoints set
+  // "<package.Service>/<Method>".
+  std::string rpc_method;
 };
 
 struct ServiceConfig {

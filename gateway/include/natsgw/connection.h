@@ -186,7 +186,8 @@ class Connection {
   // or a slow consumer (messages dropped) reported within the last
   // ConnectionOptions::slow_consumer_unready_for.
   absl::Status Readiness() const;
-  // URL of the server currently connected to, or empty.
+  // URL of the server currently connected to, or empty. Credentials in it
+  // are masked ("nats://user:[REDACTED]@host:4222").
   std::string connected_url() const;
   // The registry metrics are recorded in.
   const std::shared_ptr<prometheus::Registry>& registry() const;

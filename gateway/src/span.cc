@@ -110,6 +110,11 @@ void Span::SetStatus(const absl::Status& status) {
   }
 }
 
+void Span::End() {
+  if (data_ == nullptr) return;
+  End(absl::Now());
+}
+
 void Span::End(absl::Time end) {
   if (data_ == nullptr) return;
   std::unique_ptr<SpanData> data = std::move(data_);

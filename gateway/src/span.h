@@ -71,8 +71,10 @@ class Span {
   void SetStatus(const absl::Status& status);
 
   // Sets the end time and reports the span to the sink's OnEnd; later calls
-  // do nothing.
-  void End(absl::Time end = absl::Now());
+  // do nothing. The overload without a time reads the clock only for a
+  // recording span: inert spans end on every message path.
+  void End();
+  void End(absl::Time end);
 
  private:
   std::shared_ptr<SpanSink> sink_;

@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "append_file.h"
 #include "natsgw/redact.h"
+#include "natsgw/status_macros.h"
 #include "natsgw/trace_context.h"
 #include "nlohmann/json.hpp"
 
@@ -65,18 +67,8 @@ JsonLogger::JsonLogger(JsonLoggerOptions options, std::FILE* stream, int fd,
 
 absl::StatusOr<std::unique_ptr<JsonLogger>> JsonLogger::Create(
     const std::string& path, JsonLoggerOptions options) {
-  const int fd =
-      ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    const int error = errno;
-    return absl::Status(
-        error == ENOENT || error == ENOTDIR ? absl::StatusCode::kNotFound
-        : error == EACCES || error == EPERM
-            ? absl::StatusCode::kPermissionDenied
-            : absl::StatusCode::kUnavailable,
-        absl::StrCat("cannot open log file \"", path,
-                     "\" for appending: ", std::strerror(error)));
-  }
+  NATSGW_ASSIGN_OR_RETURN(const int fd,
+                          internal::OpenForAppend(path, "log file"));
   return std::unique_ptr<JsonLogger>(
       new JsonLogger(std::move(options), nullptr, fd, /*owns_fd=*/true));
 }
@@ -131,19 +123,8 @@ void JsonLogger::Write(const std::string& line) {
     return;
   }
   if (stream_ != nullptr) std::fflush(stream_);
-  const char* data = line.data();
-  size_t left = line.size();
-  // One write(2) in practice; the loop only continues a short write (a pipe
-  // or a nearly full disk) so that the line is never left cut in half.
-  while (left > 0) {
-    const ssize_t n = ::write(fd_, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      failed_writes_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    data += n;
-    left -= static_cast<size_t>(n);
+  if (!internal::WriteAll(fd_, line)) {
+    failed_writes_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

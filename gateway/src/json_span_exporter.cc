@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "append_file.h"
+#include "natsgw/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace natsgw {
@@ -26,28 +28,6 @@ std::string SpanIdHex(const TraceContext::SpanId& id) {
     out[2 * i + 1] = kHex[id[i] & 0x0f];
   }
   return out;
-}
-
-absl::StatusCode CodeFromErrno(int err) {
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::StatusCode::kNotFound;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::StatusCode::kPermissionDenied;
-    case ENOSPC:
-    case EDQUOT:
-    case EMFILE:
-    case ENFILE:
-      return absl::StatusCode::kResourceExhausted;
-    case EISDIR:
-    case ENAMETOOLONG:
-      return absl::StatusCode::kInvalidArgument;
-    default:
-      return absl::StatusCode::kUnknown;
-  }
 }
 
 }  // namespace
@@ -67,15 +47,8 @@ JsonLinesSpanExporter::Create(absl::string_view path,
     return absl::InvalidArgumentError(
         "JsonLinesSpanExporter: the file path is empty");
   }
-  const std::string p(path);
-  const int fd =
-      ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    const int err = errno;
-    return absl::Status(CodeFromErrno(err),
-                        absl::StrCat("opening the span file \"", p,
-                                     "\" for appending: ", std::strerror(err)));
-  }
+  NATSGW_ASSIGN_OR_RETURN(
+      const int fd, internal::OpenForAppend(std::string(path), "span file"));
   return std::unique_ptr<JsonLinesSpanExporter>(
       new JsonLinesSpanExporter(fd, nullptr, service_name));
 }
@@ -151,17 +124,8 @@ void JsonLinesSpanExporter::Write(const std::string& line) {
   }
   // One write() per line: with O_APPEND the kernel places it whole at the
   // end of the file, so other writers of the file cannot split it.
-  const char* data = line.data();
-  size_t left = line.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd_, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      write_errors_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    data += n;
-    left -= static_cast<size_t>(n);
+  if (!internal::WriteAll(fd_, line)) {
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

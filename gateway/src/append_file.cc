@@ -37,9 +37,9 @@ absl::StatusCode CodeFromErrno(int err) {
 }  // namespace
 
 absl::StatusOr<int> OpenForAppend(const std::string& path,
-                                  absl::string_view what) {
+                                  absl::string_view what, mode_t mode) {
   const int fd =
-      ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode);
   if (fd < 0) {
     const int err = errno;
     return absl::Status(CodeFromErrno(err),

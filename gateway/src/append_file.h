@@ -6,6 +6,8 @@
 #ifndef NATSGW_GATEWAY_SRC_APPEND_FILE_H_
 #define NATSGW_GATEWAY_SRC_APPEND_FILE_H_
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -13,7 +15,7 @@
 
 namespace natsgw::internal {
 
-// Opens `path` for appending (O_APPEND, created with mode 0644 if missing,
+// Opens `path` for appending (O_APPEND, created with `mode` if missing,
 // close-on-exec) and returns the descriptor, which the caller closes. With
 // O_APPEND the kernel places each write whole at the end of the file, so
 // processes sharing it never split each other's lines. Errors name `what`
@@ -21,7 +23,7 @@ namespace natsgw::internal {
 // PERMISSION_DENIED, RESOURCE_EXHAUSTED (disk or descriptors full),
 // INVALID_ARGUMENT (a directory, a name too long), else UNKNOWN.
 absl::StatusOr<int> OpenForAppend(const std::string& path,
-                                  absl::string_view what);
+                                  absl::string_view what, mode_t mode);
 
 // Writes all of `data` to `fd`: one write(2) in practice, continued after a
 // short write or EINTR so that a line is never left cut in half. False if

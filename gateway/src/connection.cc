@@ -16,6 +16,7 @@
 #include "connection_impl.h"
 #include "nats_message.h"
 #include "nats_status.h"
+#include "natsgw/json_logger.h"
 #include "natsgw/message_id.h"
 #include "natsgw/redact.h"
 #include "natsgw/service_error.h"
@@ -142,8 +143,14 @@ absl::StatusOr<std::unique_ptr<Connection::Impl>> Connection::Impl::Create(
   if (options.registry == nullptr) {
     options.registry = std::make_shared<prometheus::Registry>();
   }
-  if (options.logger == nullptr)
-    options.logger = std::make_shared<NullLogger>();
+  if (options.logger == nullptr) {
+    // Warnings and errors as JSON lines on stderr, so that a service that
+    // chose nothing still shows what went wrong (and with which trace).
+    JsonLoggerOptions log;
+    if (!options.name.empty()) log.name = options.name;
+    log.min_severity = absl::LogSeverity::kWarning;
+    options.logger = std::make_shared<JsonLogger>(std::move(log));
+  }
 
   std::unique_ptr<Impl> impl(new Impl(std::move(options)));
   NATSGW_ASSIGN_OR_RETURN(

@@ -68,7 +68,7 @@ JsonLogger::JsonLogger(JsonLoggerOptions options, std::FILE* stream, int fd,
 absl::StatusOr<std::unique_ptr<JsonLogger>> JsonLogger::Create(
     const std::string& path, JsonLoggerOptions options) {
   NATSGW_ASSIGN_OR_RETURN(const int fd,
-                          internal::OpenForAppend(path, "log file"));
+                          internal::OpenForAppend(path, "log file", 0640));
   return std::unique_ptr<JsonLogger>(
       new JsonLogger(std::move(options), nullptr, fd, /*owns_fd=*/true));
 }

@@ -48,7 +48,8 @@ JsonLinesSpanExporter::Create(absl::string_view path,
         "JsonLinesSpanExporter: the file path is empty");
   }
   NATSGW_ASSIGN_OR_RETURN(
-      const int fd, internal::OpenForAppend(std::string(path), "span file"));
+      const int fd,
+      internal::OpenForAppend(std::string(path), "span file", 0644));
   return std::unique_ptr<JsonLinesSpanExporter>(
       new JsonLinesSpanExporter(fd, nullptr, service_name));
 }

@@ -83,7 +83,8 @@ struct ConnectionOptions {
   // are recorded as "_other" (guards against subjects that embed IDs).
   size_t max_metric_subjects = 256;
 
-  // Diagnostics sink. If null, diagnostics are discarded.
+  // Diagnostics sink. If null: a JsonLogger on stderr (natsgw/json_logger.h)
+  // for warnings and errors, named `name`. A NullLogger discards everything.
   std::shared_ptr<Logger> logger;
 
   // Receives a span (natsgw/span_sink.h) for every publish, request, handled

@@ -1,8 +1,9 @@
 // natsgw/logger.h: the sink natsgw writes its own diagnostics to.
 //
-// natsgw never writes to stdout/stderr on its own: connection events
-// (disconnect, reconnect, slow consumer, permission violation) and handler
-// failures go to the Logger passed in ConnectionOptions. main() chooses it:
+// Connection events (disconnect, reconnect, slow consumer, permission
+// violation) and handler failures go to the Logger in ConnectionOptions;
+// without one, warnings and errors go to stderr as JSON lines (JsonLogger),
+// and a NullLogger silences natsgw. main() chooses:
 //
 //   options.logger = std::make_shared<natsgw::JsonLogger>(
 //       natsgw::JsonLoggerOptions{.name = "user-service"});  // JSON lines

@@ -377,6 +377,7 @@ absl::Status TaskQueue::Submit(Task task) {
   absl::Status status;
   Outcome outcome = kRejected;
   Task victim;
+  std::shared_ptr<State> keep_state;
   bool accepted = false;
   // Read the wall clock only for tasks that have a deadline.
   const bool has_deadline = task.deadline != absl::InfiniteFuture();
@@ -452,6 +453,15 @@ absl::Status TaskQueue::Submit(Task task) {
       }
     }
     if (status.ok()) {
+      // Counted before a worker can see the task: once it runs, the task may
+      // destroy this queue (and `s`) before Submit returns.
+      if (s.depth_gauge != nullptr) s.depth_gauge->Increment();
+      if (victim.run) {
+        // The victim is discarded below, outside the lock; keep the state
+        // for that even if the new task destroys the queue meanwhile.
+        keep_state = state_;
+        if (s.depth_gauge != nullptr) s.depth_gauge->Decrement();
+      }
       s.waiting.push_back(State::Entry{std::move(task), SteadyClock::now()});
       accepted = true;
       if (s.idle_workers > 0) s.work_cv.notify_one();
@@ -462,7 +472,6 @@ absl::Status TaskQueue::Submit(Task task) {
     }
   }
   if (victim.run) {
-    if (s.depth_gauge != nullptr) s.depth_gauge->Decrement();
     s.Count(kDropped);
     s.Discard(victim, absl::ResourceExhaustedError(absl::StrCat(
                           "task queue '", s.options.name,
@@ -470,10 +479,9 @@ absl::Status TaskQueue::Submit(Task task) {
                           "waiting one to make room for a newer task "
                           "(overflow policy drop_oldest)")));
   }
-  if (accepted) {
-    if (s.depth_gauge != nullptr) s.depth_gauge->Increment();
-    return absl::OkStatus();
-  }
+  // Once accepted, the task may already have run and destroyed the queue:
+  // nothing of `s` is touched on that path any more.
+  if (accepted) return absl::OkStatus();
   s.Count(outcome);
   s.Discard(task, status);
   return status;

@@ -1,5 +1,6 @@
 #include "raw_nats_client.h"
 
+#include <chrono>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -67,10 +68,14 @@ absl::StatusOr<std::unique_ptr<RawNatsClient>> RawNatsClient::Connect(
 }
 
 RawNatsClient::~RawNatsClient() {
-  for (natsSubscription* sub : subs_) {
-    natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
+  for (natsSubscription* sub : subs_) natsSubscription_Unsubscribe(sub);
+  {
+    // Unsubscribe does not wait for a callback already running.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10),
+                 [this] { return live_subs_ == 0; });
   }
+  for (natsSubscription* sub : subs_) natsSubscription_Destroy(sub);
   if (nc_ != nullptr) {
     natsConnection_Close(nc_);
     natsConnection_Destroy(nc_);
@@ -87,6 +92,29 @@ void RawNatsClient::OnTap(natsConnection*, natsSubscription*, natsMsg* msg,
     self->received_.push_back(std::move(m));
   }
   self->cv_.notify_all();
+}
+
+void RawNatsClient::OnComplete(void* c) {
+  auto* self = static_cast<RawNatsClient*>(c);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  --self->live_subs_;
+  self->cv_.notify_all();
+}
+
+absl::Status RawNatsClient::Track(natsSubscription* sub) {
+  subs_.push_back(sub);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++live_subs_;
+  }
+  absl::Status s =
+      Check(natsSubscription_SetOnCompleteCB(sub, &OnComplete, this),
+            "set the completion callback");
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --live_subs_;
+  }
+  return s;
 }
 
 void RawNatsClient::OnRequest(natsConnection* nc, natsSubscription*,
@@ -112,7 +140,7 @@ absl::Status RawNatsClient::Tap(const std::string& subject) {
       !s.ok()) {
     return s;
   }
-  subs_.push_back(sub);
+  if (absl::Status s = Track(sub); !s.ok()) return s;
   return Flush();
 }
 
@@ -128,7 +156,7 @@ absl::Status RawNatsClient::Respond(
       !s.ok()) {
     return s;
   }
-  subs_.push_back(sub);
+  if (absl::Status s = Track(sub); !s.ok()) return s;
   return Flush();
 }
 

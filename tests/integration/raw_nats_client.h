@@ -57,6 +57,10 @@ class RawNatsClient {
   static void OnTap(natsConnection*, natsSubscription*, natsMsg* msg, void* c);
   static void OnRequest(natsConnection*, natsSubscription*, natsMsg* msg,
                         void* c);
+  // nats.c's "no more callbacks" signal of a subscription.
+  static void OnComplete(void* c);
+  // Registers `sub` (created by this object) for OnComplete.
+  absl::Status Track(natsSubscription* sub);
 
   natsConnection* nc_ = nullptr;
   std::vector<natsSubscription*> subs_;
@@ -65,6 +69,9 @@ class RawNatsClient {
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::vector<RawMessage> received_ ABSL_GUARDED_BY(mu_);
+  // Subscriptions whose callbacks may still run; the destructor waits for
+  // zero so that no callback touches a destroyed member.
+  int live_subs_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 RawMessage ToRawMessage(natsMsg* msg);

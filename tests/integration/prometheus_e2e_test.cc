@@ -2,7 +2,8 @@
 // a real nats-server under a bounded load; a real Prometheus server (Debian
 // `prometheus`) scrapes them with the repository's scrape configuration and
 // evaluates the repository's recording and alerting rules; the test reads
-// the results through Prometheus's HTTP API.
+// the results through Prometheus's HTTP API. The services' /healthz and
+// /readyz are probed too, before and while NATS is away.
 //
 // The configuration is used as committed except for two things a test cannot
 // avoid changing, both in a copy: the targets file names the ports the
@@ -312,6 +313,17 @@ TEST_F(PrometheusEndToEndTest, HistogramsRulesAndAlertsEvaluateOnRealTraffic) {
     return done();
   };
 
+  // 0. Beside /metrics, both services answer the probes: alive and ready.
+  for (int port : {*user_port, *email_port}) {
+    auto health = HttpGet("127.0.0.1", port, "/healthz");
+    ASSERT_TRUE(health.ok()) << health.status();
+    EXPECT_EQ(health->status, 200) << health->body;
+    auto ready = HttpGet("127.0.0.1", port, "/readyz");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    EXPECT_EQ(ready->status, 200) << ready->body;
+    EXPECT_THAT(ready->body, ::testing::HasSubstr(R"("nats":"ok")"));
+  }
+
   // 1. Both services are scraped.
   ASSERT_TRUE(Eventually(
       [&] {
@@ -387,6 +399,30 @@ TEST_F(PrometheusEndToEndTest, HistogramsRulesAndAlertsEvaluateOnRealTraffic) {
       0.05);
   // Caller mistakes are not faults.
   EXPECT_EQ(AlertState("NatsgwRequestFaultRatioHigh"), "");
+
+  // 4. Without NATS the services stay alive but stop being ready, and are
+  // ready again once it is back.
+  ASSERT_TRUE(server().Stop().ok());
+  for (int port : {*user_port, *email_port}) {
+    std::string body;
+    EXPECT_TRUE(Eventually([&] {
+      auto ready = HttpGet("127.0.0.1", port, "/readyz");
+      if (!ready.ok()) return false;
+      body = ready->body;
+      return ready->status == 503;
+    })) << body;
+    EXPECT_THAT(body, ::testing::HasSubstr("NATS connection is"));
+    auto health = HttpGet("127.0.0.1", port, "/healthz");
+    ASSERT_TRUE(health.ok()) << health.status();
+    EXPECT_EQ(health->status, 200);
+  }
+  ASSERT_TRUE(server().Restart().ok());
+  for (int port : {*user_port, *email_port}) {
+    EXPECT_TRUE(Eventually([&] {
+      auto ready = HttpGet("127.0.0.1", port, "/readyz");
+      return ready.ok() && ready->status == 200;
+    }));
+  }
 }
 
 }  // namespace

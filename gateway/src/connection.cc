@@ -545,13 +545,6 @@ void Connection::Impl::FailDenied(absl::string_view detail) {
 // ---------------------------------------------------------------------------
 // Sending.
 
-TraceContext Connection::Impl::NewRootTrace() const {
-  // The common case (every trace sampled) skips the ratio test.
-  return options_.trace_sample_ratio >= 1.0
-             ? TraceContext::NewRoot()
-             : natsgw::NewRootTrace(options_.trace_sample_ratio);
-}
-
 void Connection::Impl::SetClientAttributes(internal::Span& span) const {
   if (span.recording() && !options_.name.empty()) {
     span.SetString(span_attributes::kMessagingClientId, options_.name);
@@ -561,16 +554,14 @@ void Connection::Impl::SetClientAttributes(internal::Span& span) const {
 TraceContext Connection::Impl::OutgoingTrace(
     const SendOptions& options,
     std::optional<TraceContext::SpanId>* parent) const {
-  if (options.trace && options.trace->valid()) {
-    if (!options.trace_is_new_root) *parent = options.trace->span_id();
-    return options.trace->Child();
-  }
-  if (std::optional<TraceContext> current = CurrentTraceContext();
-      current && current->valid()) {
-    *parent = current->span_id();
-    return current->Child();
-  }
-  return NewRootTrace();
+  TraceChoice choice = ChooseTrace(options.trace, options_.trace_sample_ratio);
+  // A trace started here: the message's span is its root.
+  if (choice.generated) return choice.trace;
+  // A caller's new root has no span of its own to be the parent.
+  const bool caller_root =
+      options.trace_is_new_root && options.trace && options.trace->valid();
+  if (!caller_root) *parent = choice.trace.span_id();
+  return choice.trace.Child();
 }
 
 SubjectMetrics& Connection::Impl::MetricsFor(absl::string_view subject,
@@ -934,11 +925,10 @@ void Connection::Impl::Dispatch(SubscriptionCore& core, natsSubscription* sub,
   internal::NatsMsgPtr msg(raw);
   const SteadyClock::time_point start = SteadyClock::now();
   internal::TraceOrigin origin;
-  Message m = internal::ReadNatsMsg(msg.get(), absl::Now(), &origin);
+  Message m = internal::ReadNatsMsg(msg.get(), absl::Now(),
+                                    options_.trace_sample_ratio, &origin);
   if (origin != internal::TraceOrigin::kReceived) {
     metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
-    // A trace natsgw starts: sampled like any other it starts.
-    if (options_.trace_sample_ratio < 1.0) m.trace = NewRootTrace();
   }
   core.metrics().received.Get().Increment();
   if (core.kind() == SubscriptionCore::Kind::kSubscribe) {

@@ -235,9 +235,6 @@ class Connection::Impl {
   const std::shared_ptr<SpanSink>& span_sink() const {
     return options_.span_sink;
   }
-  // A new trace started by this connection: sampled per
-  // ConnectionOptions::trace_sample_ratio.
-  TraceContext NewRootTrace() const;
   // messaging.client.id (the connection's name), if it has one.
   void SetClientAttributes(internal::Span& span) const;
   // The connection's metric families, for natsgw modules that record into

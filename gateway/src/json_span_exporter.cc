@@ -9,6 +9,7 @@
 #include <utility>
 #include <variant>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "append_file.h"
@@ -20,14 +21,10 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Lower-case hex, as TraceContext::SpanIdHex writes its own span ID.
 std::string SpanIdHex(const TraceContext::SpanId& id) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(2 * id.size(), '0');
-  for (size_t i = 0; i < id.size(); ++i) {
-    out[2 * i] = kHex[id[i] >> 4];
-    out[2 * i + 1] = kHex[id[i] & 0x0f];
-  }
-  return out;
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
 }
 
 }  // namespace

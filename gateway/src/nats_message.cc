@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "nats_status.h"
 #include "natsgw/status_macros.h"
+#include "natsgw/trace_sampling.h"
 #include "natsgw/wire_headers.h"
 
 namespace natsgw::internal {
@@ -188,7 +189,8 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
   return msg;
 }
 
-Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin) {
+Message ReadNatsMsg(natsMsg* msg, absl::Time received_at,
+                    double root_sample_ratio, TraceOrigin* origin) {
   Message m;
   m.received_at = received_at;
   m.subject = natsMsg_GetSubject(msg);
@@ -255,7 +257,7 @@ Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin) {
     }
   }
   if (trace_origin != TraceOrigin::kReceived) {
-    m.trace = TraceContext::NewRoot();
+    m.trace = NewRootTrace(root_sample_ratio);
     m.trace_replaced = true;
   }
   if (origin != nullptr) *origin = trace_origin;

@@ -73,8 +73,12 @@ size_t HeaderBlockBytes(const Headers& app_headers,
 enum class TraceOrigin { kReceived, kMissing, kInvalid };
 
 // Reads a received natsMsg into a Message (copying payload and headers).
-// `received_at` is used for `received_at` and as the base of `deadline`.
-Message ReadNatsMsg(natsMsg* msg, absl::Time received_at, TraceOrigin* origin);
+// `received_at` is used for `received_at` and as the base of `deadline`. A
+// message without a valid traceparent gets a new trace, sampled at
+// `root_sample_ratio` (natsgw/trace_sampling.h) like any trace the
+// connection starts.
+Message ReadNatsMsg(natsMsg* msg, absl::Time received_at,
+                    double root_sample_ratio, TraceOrigin* origin);
 
 }  // namespace natsgw::internal
 

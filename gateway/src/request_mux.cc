@@ -240,18 +240,25 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
   }
   uint64_t token;
   int attempt;
-  // A retry or hedge has a span of its own, a child of the call's. Made
-  // under the lock (the call's span ends once the call has finished, on
-  // another thread) and reported outside it, before anyone else can see it.
+  // A retry or hedge has a span of its own, a child of the call's. Started
+  // under the lock: the call's span ends, on another thread, once the call
+  // has finished (so `finished` is read first).
   Span attempt_span;
   {
     std::lock_guard<std::mutex> lock(mu_);
     attempt = ++call->attempts;
-    if (attempt > 1 && spec.span.recording() && !call->finished) {
+    token = next_token_++;
+    by_token_.emplace(token, call);
+    call->tokens.push_back(token);
+    ++call->outstanding;
+    if (attempt > 1 && !call->finished && spec.span.recording()) {
       attempt_span =
           spec.span.StartChild(SpanKind::kClient, spec.span.name(), trace);
     }
   }
+  // Spans only: attributes and the sink's OnStart outside the lock, then the
+  // span joins the call so that the reply (not sent yet) or the call's end
+  // closes it.
   if (attempt_span.recording()) {
     SetRpcAttributes(attempt_span, attempt_span.name());
     SetMessagingAttributes(attempt_span, "send", "request", spec.subject, "");
@@ -260,16 +267,17 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
     attempt_span.SetInt(span_attributes::kNatsRequestAttempt, attempt);
     attempt_span.SetBool(span_attributes::kNatsRequestHedge, hedge);
     attempt_span.ReportStart();
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    token = next_token_++;
-    by_token_.emplace(token, call);
-    call->tokens.push_back(token);
-    ++call->outstanding;
-    if (attempt_span.recording()) {
-      call->attempt_spans.emplace_back(token, std::move(attempt_span));
+    Span late;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (call->finished) {
+        late = std::move(attempt_span);
+      } else {
+        call->attempt_spans.emplace_back(token, std::move(attempt_span));
+      }
     }
+    EndAttemptSpan(late, absl::CancelledError(
+                             "the call ended before this attempt was sent"));
   }
   Stamp stamp;
   stamp.trace = trace;
@@ -340,7 +348,8 @@ void RequestMux::HandleReply(uint64_t token, NatsMsgPtr msg,
     return;
   }
   TraceOrigin origin;
-  Message reply = ReadNatsMsg(msg.get(), received, &origin);
+  // A reply's trace only describes the reply; 1: no sampling decision here.
+  Message reply = ReadNatsMsg(msg.get(), received, 1.0, &origin);
   if (origin != TraceOrigin::kReceived) {
     metrics_->RecordTraceReplaced(origin == TraceOrigin::kMissing);
   }

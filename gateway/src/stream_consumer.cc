@@ -373,12 +373,8 @@ class StreamConsumer::Impl {
   void Dispatch(internal::NatsMsgPtr msg, const char* reply,
                 const AckMetadata& meta) {
     internal::TraceOrigin origin;
-    Message m = internal::ReadNatsMsg(msg.get(), absl::Now(), &origin);
-    // A trace natsgw starts: sampled like any other the connection starts.
-    if (origin != internal::TraceOrigin::kReceived &&
-        conn_.options().trace_sample_ratio < 1.0) {
-      m.trace = conn_.impl().NewRootTrace();
-    }
+    Message m = internal::ReadNatsMsg(
+        msg.get(), absl::Now(), conn_.options().trace_sample_ratio, &origin);
     auto control =
         std::make_shared<Delivery::Control>(nc_, reply, &beats_, &beat_count_);
     auto delivery = std::make_shared<Delivery>(

@@ -13,6 +13,7 @@
 #include "natsgw/message_id.h"
 #include "natsgw/service_error.h"
 #include "natsgw/status_macros.h"
+#include "natsgw/trace_sampling.h"
 #include "natsgw/validation.h"
 #include "nlohmann/json.hpp"
 #include "random.h"
@@ -146,17 +147,13 @@ class StreamPublisher::Impl {
     r.message_id = o.message_id ? *o.message_id : NewMessageId();
     if (absl::Status s = ValidateMessageId(*r.message_id); !s.ok()) return s;
     // Every attempt continues one trace (a new span each).
-    if (o.trace && o.trace->valid()) {
-      r.trace = *o.trace;
-      r.trace_is_new_root = o.trace_is_new_root;
-    } else if (std::optional<TraceContext> current = CurrentTraceContext();
-               current && current->valid()) {
-      r.trace = std::move(*current);
-    } else {
-      r.trace = conn_.impl().NewRootTrace();
-      r.trace_is_new_root = true;
-      op.new_root = true;
-    }
+    TraceChoice choice =
+        ChooseTrace(o.trace, conn_.options().trace_sample_ratio);
+    r.trace = choice.trace;
+    r.trace_is_new_root =
+        choice.generated ||
+        (o.trace_is_new_root && o.trace.has_value() && o.trace->valid());
+    op.new_root = choice.generated;
     op.sent.trace = r.trace->Child();
     op.sent.message_id = *r.message_id;
     // Set after the caller's headers were validated by the send: these are

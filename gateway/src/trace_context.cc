@@ -143,6 +143,12 @@ TraceContext TraceContext::Child() const {
   return child;
 }
 
+TraceContext TraceContext::WithSampled(bool sampled) const {
+  TraceContext copy = *this;
+  copy.flags_ = sampled ? (flags_ | 0x01) : (flags_ & ~0x01);
+  return copy;
+}
+
 bool TraceContext::valid() const {
   return !AllZero(trace_id_) && !AllZero(span_id_);
 }

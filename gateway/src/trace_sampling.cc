@@ -1,7 +1,7 @@
 #include "natsgw/trace_sampling.h"
 
-#include <cmath>
-#include <string>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -32,14 +32,19 @@ bool SampledAtRatio(const TraceContext::TraceId& trace_id, double ratio) {
 
 TraceContext NewRootTrace(double ratio) {
   TraceContext root = TraceContext::NewRoot();  // sampled
-  if (SampledAtRatio(root.trace_id(), ratio)) return root;
-  // TraceContext offers no flag setter; the same IDs with flags 00 are a
-  // valid traceparent.
-  std::string unsampled = root.ToTraceParent();
-  unsampled[53] = '0';
-  unsampled[54] = '0';
-  absl::StatusOr<TraceContext> parsed = TraceContext::Parse(unsampled);
-  return parsed.ok() ? *parsed : root;
+  // At the default ratio 1 every trace is sampled: no test needed.
+  if (ratio >= 1.0 || SampledAtRatio(root.trace_id(), ratio)) return root;
+  return root.WithSampled(false);
+}
+
+TraceChoice ChooseTrace(const std::optional<TraceContext>& explicit_trace,
+                        double ratio) {
+  if (explicit_trace && explicit_trace->valid()) return {*explicit_trace};
+  if (std::optional<TraceContext> current = CurrentTraceContext();
+      current && current->valid()) {
+    return {*std::move(current)};
+  }
+  return {NewRootTrace(ratio), /*generated=*/true};
 }
 
 }  // namespace natsgw

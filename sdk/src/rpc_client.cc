@@ -118,18 +118,12 @@ absl::Status ClientCallStarter::Prepare(ClientCall& call,
   }
   // Chosen here rather than by the gateway so that interceptors and errors
   // raised before anything is sent know the trace ID.
-  bool new_root = false;
-  if (options.trace.has_value() && options.trace->valid()) {
-    info.trace = *options.trace;
-  } else if (std::optional<TraceContext> current = CurrentTraceContext();
-             current.has_value() && current->valid()) {
-    info.trace = *current;
-  } else {
-    // Sampled as the gateway samples the traces it starts; the call's span
-    // is this trace's root span.
-    info.trace = NewRootTrace(channel.connection->options().trace_sample_ratio);
-    new_root = true;
-  }
+  // Sampled as the gateway samples the traces it starts; for a trace
+  // started here, the call's span is its root span.
+  TraceChoice choice = ChooseTrace(
+      options.trace, channel.connection->options().trace_sample_ratio);
+  info.trace = choice.trace;
+  const bool new_root = choice.generated;
 
   if (options.timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -38,7 +38,7 @@ TEST(NatsMessageTest, StampsAndReadsBackTheWireHeaders) {
 
   const absl::Time received = absl::FromUnixSeconds(1800000000);
   TraceOrigin origin;
-  Message m = ReadNatsMsg(msg->get(), received, &origin);
+  Message m = ReadNatsMsg(msg->get(), received, 1.0, &origin);
   EXPECT_EQ(origin, TraceOrigin::kReceived);
   EXPECT_EQ(m.subject, "users.RegisterUser");
   EXPECT_EQ(m.data, "payload");
@@ -60,7 +60,7 @@ TEST(NatsMessageTest, BinaryPayloadSurvives) {
   const std::string payload("\0\x01\xff\r\n", 5);
   auto msg = BuildNatsMsg("a", payload, {}, nullptr, MakeStamp(), 0);
   ASSERT_TRUE(msg.ok());
-  EXPECT_EQ(ReadNatsMsg(msg->get(), absl::Now(), nullptr).data, payload);
+  EXPECT_EQ(ReadNatsMsg(msg->get(), absl::Now(), 1.0, nullptr).data, payload);
 }
 
 TEST(NatsMessageTest, RejectsMessagesOverMaxPayloadCountingHeaders) {
@@ -90,7 +90,7 @@ TEST(NatsMessageTest, ReadsTraceparentCaseInsensitively) {
   NatsMsgPtr msg(
       RawMessage("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
   TraceOrigin origin;
-  Message m = ReadNatsMsg(msg.get(), absl::Now(), &origin);
+  Message m = ReadNatsMsg(msg.get(), absl::Now(), 1.0, &origin);
   EXPECT_EQ(origin, TraceOrigin::kReceived);
   EXPECT_EQ(m.trace.TraceIdHex(), "4bf92f3577b34da6a3ce929d0e0e4736");
   EXPECT_FALSE(m.trace.sampled());
@@ -99,13 +99,13 @@ TEST(NatsMessageTest, ReadsTraceparentCaseInsensitively) {
 TEST(NatsMessageTest, ReplacesMissingOrInvalidTrace) {
   NatsMsgPtr invalid(RawMessage("00-garbage"));
   TraceOrigin origin;
-  Message m = ReadNatsMsg(invalid.get(), absl::Now(), &origin);
+  Message m = ReadNatsMsg(invalid.get(), absl::Now(), 1.0, &origin);
   EXPECT_EQ(origin, TraceOrigin::kInvalid);
   EXPECT_TRUE(m.trace_replaced);
   EXPECT_TRUE(m.trace.valid());
 
   NatsMsgPtr missing(RawMessage(nullptr));
-  Message m2 = ReadNatsMsg(missing.get(), absl::Now(), &origin);
+  Message m2 = ReadNatsMsg(missing.get(), absl::Now(), 1.0, &origin);
   EXPECT_EQ(origin, TraceOrigin::kMissing);
   EXPECT_TRUE(m2.trace.valid());
   EXPECT_TRUE(m2.message_id.empty());
@@ -117,7 +117,7 @@ TEST(NatsMessageTest, NegativeBudgetMeansAlreadyExpired) {
   NatsMsgPtr msg(RawMessage(nullptr));
   ASSERT_EQ(natsMsgHeader_Set(msg.get(), "Natsgw-Timeout-Us", "-5"), NATS_OK);
   const absl::Time now = absl::Now();
-  EXPECT_EQ(ReadNatsMsg(msg.get(), now, nullptr).deadline, now);
+  EXPECT_EQ(ReadNatsMsg(msg.get(), now, 1.0, nullptr).deadline, now);
 }
 
 }  // namespace

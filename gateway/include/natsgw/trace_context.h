@@ -59,6 +59,10 @@ class TraceContext {
   // tracestate, fresh random span ID.
   TraceContext Child() const;
 
+  // The same context with the sampled flag (bit 0 of the flags) set or
+  // cleared; the other flag bits are kept.
+  TraceContext WithSampled(bool sampled) const;
+
   bool valid() const;
   const TraceId& trace_id() const { return trace_id_; }
   const SpanId& span_id() const { return span_id_; }

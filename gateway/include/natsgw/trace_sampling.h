@@ -17,9 +17,12 @@
 // "TraceIdRatioBased" rule: the trace ID's last 8 bytes, read as a big-endian
 // number, below ratio * 2^64), so every process with the same ratio agrees.
 //
-// Thread-safety: pure functions; safe from any thread.
+// Thread-safety: safe from any thread (ChooseTrace reads the calling thread's
+// current trace; the rest are pure functions).
 #ifndef NATSGW_TRACE_SAMPLING_H_
 #define NATSGW_TRACE_SAMPLING_H_
+
+#include <optional>
 
 #include "absl/status/status.h"
 #include "natsgw/trace_context.h"
@@ -36,6 +39,16 @@ bool SampledAtRatio(const TraceContext::TraceId& trace_id, double ratio);
 // A new trace (random trace ID and span ID, as TraceContext::NewRoot) whose
 // sampled flag is SampledAtRatio(its trace ID, ratio).
 TraceContext NewRootTrace(double ratio);
+
+// The trace an operation continues: `explicit_trace` if it is valid, else the
+// calling thread's current trace (CurrentTraceContext()), else a new one
+// from NewRootTrace(ratio), marked `generated` (its first span is a root).
+struct TraceChoice {
+  TraceContext trace;
+  bool generated = false;
+};
+TraceChoice ChooseTrace(const std::optional<TraceContext>& explicit_trace,
+                        double ratio);
 
 }  // namespace natsgw
 

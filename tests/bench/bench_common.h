@@ -170,9 +170,18 @@ struct Scenario {
   std::function<absl::StatusOr<Result>(const Config&)> run;
 };
 
+// The reported (median) results of one payload size, in table order, with
+// their ratios in Result::figures.
+struct SizeResults {
+  int payload_bytes = 0;
+  std::vector<Result> results;
+};
+
 // The scenario lists, in the order they run (natsgw_bench.cc joins them).
 std::vector<Scenario> CoreScenarios();       // natsgw_bench.cc
 std::vector<Scenario> JetStreamScenarios();  // jetstream_bench.cc
+std::vector<Scenario> GrpcScenarios();       // grpc_bench.cc, if gRPC is found
+std::vector<Scenario> ScalingScenarios();    // scaling_bench.cc
 std::vector<Scenario> OverheadScenarios();   // overhead_bench.cc
 
 }  // namespace natsgw::bench

@@ -100,8 +100,8 @@
 #include "natsgw/connection.h"
 #include "natsgw/schemas/echo_natsgw.h"
 #include "natsgw/status_macros.h"
-#ifdef NATSGW_BENCH_HAVE_GRPC
-#include "grpc_bench.h"
+#ifdef NATSGW_BENCH_HAVE_REPORT
+#include "report.h"
 #endif
 
 ABSL_FLAG(std::string, nats_url, "",
@@ -871,6 +871,9 @@ int Run(int argc, char** argv) {
 #ifdef NATSGW_BENCH_HAVE_GRPC
                                      GrpcScenarios(),
 #endif
+#ifdef NATSGW_BENCH_HAVE_SCALING
+                                     ScalingScenarios(),
+#endif
                                      OverheadScenarios()}) {
     for (Scenario& s : list) all.push_back(std::move(s));
   }
@@ -899,10 +902,6 @@ int Run(int argc, char** argv) {
   };
 
   const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
-  struct SizeResults {
-    int payload_bytes;
-    std::vector<Result> results;
-  };
   std::vector<SizeResults> by_size;
   for (size_t p = 0; p < payloads->size(); ++p) {
     cfg.payload = std::string((*payloads)[p], 'x');
@@ -948,6 +947,19 @@ int Run(int argc, char** argv) {
     }
     by_size.push_back(std::move(size));
   }
+
+#ifdef NATSGW_BENCH_HAVE_REPORT
+  const RunInfo info = DescribeRun(argc, argv, rounds);
+  for (const auto& [path, write] :
+       {std::pair{absl::GetFlag(FLAGS_markdown), &WriteMarkdown},
+        std::pair{absl::GetFlag(FLAGS_plot), &WriteLatencyPlot}}) {
+    if (path.empty()) continue;
+    if (absl::Status s = write(by_size, info, path); !s.ok()) {
+      std::fprintf(stderr, "natsgw-bench: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+#endif
 
   return 0;
 }

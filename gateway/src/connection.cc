@@ -580,7 +580,10 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
   internal::Stamp stamp;
   std::optional<TraceContext::SpanId> parent;
   stamp.trace = OutgoingTrace(options, &parent);
-  stamp.message_id = options.message_id ? *options.message_id : NewMessageId();
+  // Reported back inline (MessageId): no allocation for the ID.
+  const MessageId message_id =
+      options.message_id ? MessageId(*options.message_id) : MessageId::New();
+  stamp.message_id = message_id.view();
   stamp.sent_at = absl::Now();
   // The PRODUCER span: its context is the one the message carries.
   internal::Span span;
@@ -623,8 +626,7 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
   SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
   m.published.Get().Increment();
   m.publish_duration.Get().Observe(Seconds(Since(start)));
-  return SendInfo{std::move(stamp.trace), std::move(stamp.message_id),
-                  stamp.sent_at};
+  return SendInfo{std::move(stamp.trace), message_id, stamp.sent_at};
 }
 
 absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
@@ -717,7 +719,7 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   spec.metrics = &m;
   spec.done = std::move(done);
   spec.direct = waiting != nullptr;
-  SendInfo info{spec.trace, spec.message_id, now};
+  SendInfo info{spec.trace, MessageId(spec.message_id), now};
   if (absl::Status s = mux_->Begin(std::move(spec), waiting); !s.ok()) {
     return fail(std::move(s));
   }
@@ -925,8 +927,9 @@ void Connection::Impl::Dispatch(SubscriptionCore& core, natsSubscription* sub,
   internal::NatsMsgPtr msg(raw);
   const SteadyClock::time_point start = SteadyClock::now();
   internal::TraceOrigin origin;
-  Message m = internal::ReadNatsMsg(msg.get(), absl::Now(),
-                                    options_.trace_sample_ratio, &origin);
+  Message& m = core.delivery_scratch();
+  internal::ReadNatsMsgInto(msg.get(), absl::Now(), options_.trace_sample_ratio,
+                            &origin, m);
   if (origin != internal::TraceOrigin::kReceived) {
     metrics_->RecordTraceReplaced(origin == internal::TraceOrigin::kMissing);
   }
@@ -1217,7 +1220,9 @@ void Connection::Impl::SendReply(SubscriptionCore& core, const char* reply_to,
   internal::Stamp stamp;
   // The reply is sent within the SERVER span and carries its context.
   stamp.trace = span.recording() ? span.context() : request.trace.Child();
-  stamp.message_id = NewMessageId();
+  // Nobody keeps a reply's ID: formatted on the stack.
+  MessageIdBuffer message_id;
+  stamp.message_id = WriteMessageId(message_id);
   stamp.sent_at = absl::Now();
   const int64_t max_payload = rpc_->max_payload.load(std::memory_order_relaxed);
   static const Headers kNoHeaders;

@@ -145,6 +145,11 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   // Null unless serve_options().workers or subscribe options' workers > 0.
   TaskQueue* queue() { return queue_.get(); }
   EndpointStatsRecorder& stats() { return stats_; }
+  // The Message that OnMessage reads each delivery into, reused so that a
+  // steady stream of messages allocates nothing for them. Only the delivery
+  // thread touches it (nats.c calls OnMessage for one subscription one at a
+  // time); a message handed to a task queue is moved out of it.
+  Message& delivery_scratch() { return delivery_scratch_; }
 
  private:
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg,
@@ -167,6 +172,7 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   const ServeOptions serve_;
   const std::unique_ptr<TaskQueue> queue_;
   EndpointStatsRecorder stats_;
+  Message delivery_scratch_;  // See delivery_scratch().
   // Messages the task queue discarded (see NoteDiscarded); `cut_off_`: of
   // those, the ones discarded because the subscription was ending
   // (CANCELLED or UNAVAILABLE).

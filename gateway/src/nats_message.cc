@@ -1,6 +1,9 @@
 #include "nats_message.h"
 
+#include <array>
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -24,22 +27,39 @@ size_t FieldBytes(absl::string_view key, absl::string_view value) {
   return key.size() + 2 + value.size() + 2;  // "key: value\r\n"
 }
 
-// Stamp headers as (key, value) pairs, in the order they are written.
+// The stamp header values, formatted into buffers of their own so that a
+// message costs no allocation here. Filled in place by FormatStamp (the
+// views point into the object: not copyable).
 struct StampFields {
-  std::string traceparent;
-  std::string sent_at;
-  std::string timeout;
+  StampFields() = default;
+  StampFields(const StampFields&) = delete;
+  StampFields& operator=(const StampFields&) = delete;
+
+  using IntBuffer = std::array<char, 24>;  // an int64 and its NUL
+
+  TraceContext::TraceParentBuffer traceparent_buffer;
+  IntBuffer sent_at_buffer;
+  IntBuffer timeout_buffer;
+  absl::string_view traceparent;
+  absl::string_view sent_at;
+  absl::string_view timeout;
 };
 
-StampFields FormatStamp(const Stamp& stamp) {
-  StampFields f;
-  f.traceparent = stamp.trace.ToTraceParent();
-  f.sent_at = absl::StrCat(absl::ToUnixNanos(stamp.sent_at));
+// Writes `value` and a NUL into `out`; returns the digits.
+absl::string_view WriteInt(int64_t value, StampFields::IntBuffer& out) {
+  const std::to_chars_result r =
+      std::to_chars(out.data(), out.data() + out.size() - 1, value);
+  *r.ptr = '\0';
+  return absl::string_view(out.data(), static_cast<size_t>(r.ptr - out.data()));
+}
+
+void FormatStamp(const Stamp& stamp, StampFields& f) {
+  f.traceparent = stamp.trace.WriteTraceParent(f.traceparent_buffer);
+  f.sent_at = WriteInt(absl::ToUnixNanos(stamp.sent_at), f.sent_at_buffer);
   if (stamp.timeout) {
-    int64_t us = absl::ToInt64Microseconds(*stamp.timeout);
-    f.timeout = absl::StrCat(us < 0 ? 0 : us);
+    const int64_t us = absl::ToInt64Microseconds(*stamp.timeout);
+    f.timeout = WriteInt(us < 0 ? 0 : us, f.timeout_buffer);
   }
-  return f;
 }
 
 size_t StampBytes(const Stamp& stamp, const StampFields& f) {
@@ -127,7 +147,9 @@ void FlushRetiredNatsMsgs() { Retired().Flush(); }
 
 size_t HeaderBlockBytes(const Headers& app_headers,
                         const Headers* extra_headers, const Stamp& stamp) {
-  return BlockBytes(stamp, FormatStamp(stamp), app_headers, extra_headers);
+  StampFields fields;
+  FormatStamp(stamp, fields);
+  return BlockBytes(stamp, fields, app_headers, extra_headers);
 }
 
 absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
@@ -137,7 +159,8 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
                                         const Stamp& stamp,
                                         int64_t max_payload) {
   NATSGW_RETURN_IF_ERROR(EnsureNatsLibrary());
-  const StampFields fields = FormatStamp(stamp);
+  StampFields fields;
+  FormatStamp(stamp, fields);
   const size_t header_bytes =
       BlockBytes(stamp, fields, app_headers, extra_headers);
   if (max_payload > 0 &&
@@ -149,31 +172,43 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
   }
 
   natsMsg* raw = nullptr;
-  const std::string subject_str(subject);
-  natsStatus s =
-      natsMsg_Create(&raw, subject_str.c_str(),
-                     stamp.reply.empty() ? nullptr : stamp.reply.c_str(),
-                     data.data(), static_cast<int>(data.size()));
+  // nats.c wants the subject NUL-terminated: on the stack unless it is
+  // unusually long.
+  std::array<char, 256> subject_buffer;
+  std::string long_subject;
+  const char* subject_cstr;
+  if (subject.size() < subject_buffer.size()) {
+    std::memcpy(subject_buffer.data(), subject.data(), subject.size());
+    subject_buffer[subject.size()] = '\0';
+    subject_cstr = subject_buffer.data();
+  } else {
+    long_subject.assign(subject.data(), subject.size());
+    subject_cstr = long_subject.c_str();
+  }
+  natsStatus s = natsMsg_Create(
+      &raw, subject_cstr, stamp.reply.empty() ? nullptr : stamp.reply.data(),
+      data.data(), static_cast<int>(data.size()));
   if (s != NATS_OK) return NatsError(s, "creating message");
   NatsMsgPtr msg(raw);
 
+  // The field views end in the NULs their buffers hold.
   s = natsMsgHeader_Set(msg.get(), kTraceParentHeader.data(),
-                        fields.traceparent.c_str());
+                        fields.traceparent.data());
   if (s == NATS_OK && !stamp.trace.trace_state().empty()) {
     s = natsMsgHeader_Set(msg.get(), kTraceStateHeader.data(),
                           stamp.trace.trace_state().c_str());
   }
   if (s == NATS_OK) {
     s = natsMsgHeader_Set(msg.get(), kMessageIdHeader.data(),
-                          stamp.message_id.c_str());
+                          stamp.message_id.data());
   }
   if (s == NATS_OK) {
     s = natsMsgHeader_Set(msg.get(), kSentAtHeader.data(),
-                          fields.sent_at.c_str());
+                          fields.sent_at.data());
   }
   if (s == NATS_OK && stamp.timeout) {
     s = natsMsgHeader_Set(msg.get(), kTimeoutHeader.data(),
-                          fields.timeout.c_str());
+                          fields.timeout.data());
   }
   for (const HeaderField& field : app_headers) {
     if (s != NATS_OK) break;
@@ -189,24 +224,55 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
   return msg;
 }
 
+// Refills a Headers in place (see Headers' friend declaration).
+struct HeadersAccess {
+  static std::vector<HeaderField>& fields(Headers& headers) {
+    return headers.fields_;
+  }
+};
+
 Message ReadNatsMsg(natsMsg* msg, absl::Time received_at,
                     double root_sample_ratio, TraceOrigin* origin) {
   Message m;
+  ReadNatsMsgInto(msg, received_at, root_sample_ratio, origin, m);
+  return m;
+}
+
+void ReadNatsMsgInto(natsMsg* msg, absl::Time received_at,
+                     double root_sample_ratio, TraceOrigin* origin,
+                     Message& m) {
   m.received_at = received_at;
-  m.subject = natsMsg_GetSubject(msg);
+  m.subject.assign(natsMsg_GetSubject(msg));
   const char* data = natsMsg_GetData(msg);
   const int len = natsMsg_GetDataLength(msg);
-  if (data != nullptr && len > 0) m.data.assign(data, static_cast<size_t>(len));
+  if (data != nullptr && len > 0) {
+    m.data.assign(data, static_cast<size_t>(len));
+  } else {
+    m.data.clear();
+  }
 
+  // Fields are overwritten in order, then the surplus of a previous,
+  // longer header list is dropped.
+  std::vector<HeaderField>& fields = HeadersAccess::fields(m.headers);
+  size_t count = 0;
+  auto add = [&fields, &count](absl::string_view key, absl::string_view value) {
+    if (count < fields.size()) {
+      fields[count].key.assign(key.data(), key.size());
+      fields[count].value.assign(value.data(), value.size());
+    } else {
+      fields.push_back(HeaderField{std::string(key), std::string(value)});
+    }
+    ++count;
+  };
   // natsgw's own headers are picked out in the same pass that copies them
-  // (indexes into m.headers), instead of a case-insensitive scan per name.
+  // (indexes into the fields), instead of a case-insensitive scan per name.
   constexpr size_t kNone = static_cast<size_t>(-1);
   size_t traceparent = kNone, tracestate = kNone, message_id = kNone,
          sent_at = kNone, timeout = kNone;
   const char** keys = nullptr;
   int key_count = 0;
   if (natsMsgHeader_Keys(msg, &keys, &key_count) == NATS_OK) {
-    m.headers.reserve(static_cast<size_t>(key_count));
+    fields.reserve(static_cast<size_t>(key_count));
     for (int i = 0; i < key_count; ++i) {
       const char** values = nullptr;
       int value_count = 0;
@@ -229,23 +295,26 @@ Message ReadNatsMsg(natsMsg* msg, absl::Time received_at,
       }
       // First value wins, as with Headers::Get.
       if (slot != nullptr && *slot == kNone && value_count > 0) {
-        *slot = m.headers.size();
+        *slot = count;
       }
       for (int j = 0; j < value_count; ++j) {
-        m.headers.Add(key, values[j] != nullptr ? values[j] : "");
+        add(key, values[j] != nullptr ? values[j] : "");
       }
       std::free(values);
     }
     std::free(keys);
   }
-  auto value_at = [&m](size_t index) -> std::optional<absl::string_view> {
+  fields.erase(fields.begin() + static_cast<std::ptrdiff_t>(count),
+               fields.end());
+  auto value_at = [&fields](size_t index) -> std::optional<absl::string_view> {
     if (index == kNone) return std::nullopt;
-    return absl::string_view((m.headers.begin() + index)->value);
+    return absl::string_view(fields[index].value);
   };
 
   // Trace: the sender's, if well-formed; otherwise a new root (and the raw
   // value is never forwarded).
   TraceOrigin trace_origin = TraceOrigin::kMissing;
+  m.trace_replaced = false;
   if (std::optional<absl::string_view> tp = value_at(traceparent)) {
     absl::string_view state = value_at(tracestate).value_or("");
     absl::StatusOr<TraceContext> parsed = TraceContext::Parse(*tp, state);
@@ -263,18 +332,21 @@ Message ReadNatsMsg(natsMsg* msg, absl::Time received_at,
   if (origin != nullptr) *origin = trace_origin;
 
   if (std::optional<absl::string_view> id = value_at(message_id)) {
-    m.message_id = std::string(*id);
+    m.message_id.assign(id->data(), id->size());
+  } else {
+    m.message_id.clear();
   }
   int64_t number = 0;
+  m.sent_at.reset();
   if (std::optional<absl::string_view> sent = value_at(sent_at);
       sent && absl::SimpleAtoi(*sent, &number) && number > 0) {
     m.sent_at = absl::FromUnixNanos(number);
   }
+  m.deadline.reset();
   if (std::optional<absl::string_view> budget = value_at(timeout);
       budget && absl::SimpleAtoi(*budget, &number)) {
     m.deadline = received_at + absl::Microseconds(number < 0 ? 0 : number);
   }
-  return m;
 }
 
 }  // namespace natsgw::internal

@@ -43,14 +43,17 @@ struct NatsMsgDeleter {
 using NatsMsgPtr = std::unique_ptr<natsMsg, NatsMsgDeleter>;
 
 // What natsgw stamps on an outgoing message.
+// The views must stay valid while the Stamp is used, and end in a NUL
+// (nats.c takes C strings): a std::string's, or a buffer such as
+// WriteMessageId's.
 struct Stamp {
   TraceContext trace;  // written as traceparent (+ tracestate)
-  std::string message_id;
+  absl::string_view message_id;
   absl::Time sent_at;
   // Requests only: remaining budget, written as Natsgw-Timeout-Us.
   std::optional<absl::Duration> timeout;
   // Requests only: the subject the reply is to be sent to (not a header).
-  std::string reply;
+  absl::string_view reply;
 };
 
 // Builds a natsMsg carrying `data`, the stamp headers, `app_headers` (already
@@ -79,6 +82,13 @@ enum class TraceOrigin { kReceived, kMissing, kInvalid };
 // connection starts.
 Message ReadNatsMsg(natsMsg* msg, absl::Time received_at,
                     double root_sample_ratio, TraceOrigin* origin);
+
+// The same into `into`, every field of which is overwritten: a Message
+// reused for message after message keeps its strings' and headers' storage,
+// so that in the steady state reading a message allocates nothing.
+void ReadNatsMsgInto(natsMsg* msg, absl::Time received_at,
+                     double root_sample_ratio, TraceOrigin* origin,
+                     Message& into);
 
 }  // namespace natsgw::internal
 

@@ -285,9 +285,10 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
   stamp.sent_at = attempt == 1 ? spec.sent_at : absl::Now();
   // Microsecond budget: what is left of the call, not of this attempt.
   stamp.timeout = ToDuration(spec.deadline - now);
-  stamp.reply = absl::StrCat(
+  const std::string reply = absl::StrCat(
       call->direct_prefix != nullptr ? *call->direct_prefix : inbox_prefix_,
       token);
+  stamp.reply = reply;
 
   absl::Status status;
   absl::StatusOr<NatsMsgPtr> msg =

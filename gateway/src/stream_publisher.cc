@@ -155,7 +155,7 @@ class StreamPublisher::Impl {
         (o.trace_is_new_root && o.trace.has_value() && o.trace->valid());
     op.new_root = choice.generated;
     op.sent.trace = r.trace->Child();
-    op.sent.message_id = *r.message_id;
+    op.sent.message_id = MessageId(*r.message_id);
     // Set after the caller's headers were validated by the send: these are
     // ours. A caller setting them too would send two values.
     for (absl::string_view key :

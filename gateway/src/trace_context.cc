@@ -158,9 +158,15 @@ std::string TraceContext::TraceIdHex() const { return ToHex(trace_id_); }
 std::string TraceContext::SpanIdHex() const { return ToHex(span_id_); }
 
 std::string TraceContext::ToTraceParent() const {
+  TraceParentBuffer buffer;
+  return std::string(WriteTraceParent(buffer));
+}
+
+absl::string_view TraceContext::WriteTraceParent(TraceParentBuffer& out) const {
   // Hand-rolled: this runs for every message sent.
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(kTraceParentV00Length, '-');
+  static_assert(kTraceParentLength == kTraceParentV00Length);
+  out.fill('-');
   out[0] = '0';
   out[1] = '0';
   for (size_t i = 0; i < trace_id_.size(); ++i) {
@@ -173,7 +179,8 @@ std::string TraceContext::ToTraceParent() const {
   }
   out[53] = kHex[flags_ >> 4];
   out[54] = kHex[flags_ & 0x0f];
-  return out;
+  out[kTraceParentLength] = '\0';
+  return absl::string_view(out.data(), kTraceParentLength);
 }
 
 std::optional<TraceContext> CurrentTraceContext() {

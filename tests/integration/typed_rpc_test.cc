@@ -226,7 +226,7 @@ TEST_F(TypedRpcTest, ThousandAsyncCallsFanOutOnOneClient) {
                   PayloadOf(**r) != absl::StrCat("payload-", i)) {
                 ++wrong;
               }
-              message_ids.insert(r->call.message_id);
+              message_ids.insert(r->call.message_id.str());
             }
           }
           done.CountDown();

@@ -32,6 +32,9 @@
 #include "absl/strings/string_view.h"
 
 namespace natsgw {
+namespace internal {
+struct HeadersAccess;
+}  // namespace internal
 
 struct HeaderField {
   std::string key;
@@ -77,6 +80,9 @@ class Headers {
   friend bool operator==(const Headers&, const Headers&) = default;
 
  private:
+  // natsgw's receive path refills one Headers per subscription in place,
+  // reusing its strings' storage.
+  friend struct internal::HeadersAccess;
   std::vector<HeaderField> fields_;
 };
 

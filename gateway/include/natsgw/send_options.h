@@ -16,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "natsgw/headers.h"
+#include "natsgw/message_id.h"
 #include "natsgw/retry_policy.h"
 #include "natsgw/trace_context.h"
 
@@ -65,7 +66,7 @@ struct RequestOptions : SendOptions {
 struct SendInfo {
   // The traceparent the message carries.
   TraceContext trace;
-  std::string message_id;
+  MessageId message_id;
   absl::Time sent_at;
 };
 

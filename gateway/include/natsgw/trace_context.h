@@ -77,6 +77,13 @@ class TraceContext {
   // "00-<trace id>-<span id>-<flags>", always version 00 and lower case.
   std::string ToTraceParent() const;
 
+  // ToTraceParent() without an allocation, for the per-message paths:
+  // writes the value and a terminating NUL into `out` and returns a view of
+  // the value (valid while `out` is).
+  static constexpr size_t kTraceParentLength = 55;
+  using TraceParentBuffer = std::array<char, kTraceParentLength + 1>;
+  absl::string_view WriteTraceParent(TraceParentBuffer& out) const;
+
   friend bool operator==(const TraceContext&, const TraceContext&) = default;
 
  private:

@@ -58,6 +58,30 @@ natsgw_install_packages() {
   natsgw_apt_install "${missing[@]}"
 }
 
+# natsgw-bench's gRPC C++ comparison scenarios (scripts/bench) need gRPC and
+# protobuf; nothing else does, so they are not in NATSGW_PACKAGES.
+# Idempotent: installs only what is missing.
+natsgw_install_bench_packages() {
+  if [[ "${NATSGW_SKIP_INSTALL:-0}" == "1" ]]; then
+    return 0
+  fi
+  local packages=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev)
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    natsgw_log "not a Debian system: for the gRPC benchmarks install the equivalents of: ${packages[*]}"
+    return 0
+  fi
+  local pkg missing=()
+  for pkg in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    return 0
+  fi
+  natsgw_apt_install "${missing[@]}"
+}
+
 # natsgw_apt_install <package...>: apt-get install, non-interactively, as
 # root or through sudo.
 natsgw_apt_install() {

@@ -1,9 +1,11 @@
 #include "bench_common.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "alloc_counter.h"
 #include "natsgw/status_macros.h"
 
 namespace natsgw::bench {
@@ -87,7 +89,20 @@ absl::StatusOr<Result> Measure(const std::string& scenario, int warmup,
                                const std::function<absl::Status()>& op) {
   for (int i = 0; i < warmup; ++i) NATSGW_RETURN_IF_ERROR(op());
   std::vector<int64_t> latencies;
-  latencies.reserve(count);
+  latencies.reserve(count);  // no allocation of ours inside the loop
+  // Heap allocations per operation, counted process-wide over the measured
+  // loop: every thread of this process counts, not just the caller's. That
+  // is the point: a request's figure includes the serving side's handler and
+  // reply when the server runs in this process, a publish's includes nats.c's
+  // reader and flusher threads, a pub->sub message's includes the
+  // subscriber's delivery; it is what one message costs on the publish,
+  // handle and reply paths together. Only nats-server (another process) is
+  // outside. Whatever else runs meanwhile (a timer, a metrics scrape)
+  // counts too, so a figure well below 1 may be background noise. C++
+  // allocations (operator new: natsgw, Abseil, prometheus-cpp, FlatBuffers,
+  // the standard library) and C allocations (malloc & co: nats.c) are
+  // reported apart; unavailable (figures absent) under sanitizers.
+  const std::optional<AllocCounts> allocs_before = ReadAllocCounts();
   const Clock::time_point start = Clock::now();
   const Clock::time_point stop = start + absl::ToChronoNanoseconds(max);
   for (int i = 0; i < count; ++i) {
@@ -98,7 +113,15 @@ absl::StatusOr<Result> Measure(const std::string& scenario, int warmup,
         std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
     if (t1 > stop) break;
   }
-  return Summarize(scenario, latencies, Clock::now() - start);
+  const Clock::time_point end = Clock::now();
+  const std::optional<AllocCounts> allocs_after = ReadAllocCounts();
+  Result r = Summarize(scenario, latencies, end - start);
+  if (allocs_before && allocs_after && r.ops > 0) {
+    const AllocCounts spent = *allocs_after - *allocs_before;
+    r.figures["allocs_per_op"] = static_cast<double>(spent.cxx) / r.ops;
+    r.figures["mallocs_per_op"] = static_cast<double>(spent.c) / r.ops;
+  }
+  return r;
 }
 
 absl::StatusOr<Result> MeasureThrough(
@@ -107,12 +130,22 @@ absl::StatusOr<Result> MeasureThrough(
     const std::function<absl::Status()>& flush) {
   NATSGW_ASSIGN_OR_RETURN(Result r, Measure(scenario, warmup, count, max, op));
   if (r.ops == 0) return r;
+  // The flush belongs to the measured work (nats.c's flusher and reader
+  // threads may still be sending the loop's messages): its allocations are
+  // added to Measure()'s, over the same operations.
+  const std::optional<AllocCounts> allocs_before = ReadAllocCounts();
   const Clock::time_point start = Clock::now();
   NATSGW_RETURN_IF_ERROR(flush());
+  const Clock::time_point end = Clock::now();
+  const std::optional<AllocCounts> allocs_after = ReadAllocCounts();
+  if (allocs_before && allocs_after) {
+    const AllocCounts spent = *allocs_after - *allocs_before;
+    r.figures["allocs_per_op"] += static_cast<double>(spent.cxx) / r.ops;
+    r.figures["mallocs_per_op"] += static_cast<double>(spent.c) / r.ops;
+  }
   const double loop_s = r.ops / r.ops_per_s;
   r.ops_per_s =
-      r.ops /
-      (loop_s + std::chrono::duration<double>(Clock::now() - start).count());
+      r.ops / (loop_s + std::chrono::duration<double>(end - start).count());
   return r;
 }
 

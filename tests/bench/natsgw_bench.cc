@@ -100,9 +100,7 @@
 #include "natsgw/connection.h"
 #include "natsgw/schemas/echo_natsgw.h"
 #include "natsgw/status_macros.h"
-#ifdef NATSGW_BENCH_HAVE_REPORT
 #include "report.h"
-#endif
 
 ABSL_FLAG(std::string, nats_url, "",
           "Use this NATS server instead of starting a private one");
@@ -871,10 +869,7 @@ int Run(int argc, char** argv) {
 #ifdef NATSGW_BENCH_HAVE_GRPC
                                      GrpcScenarios(),
 #endif
-#ifdef NATSGW_BENCH_HAVE_SCALING
-                                     ScalingScenarios(),
-#endif
-                                     OverheadScenarios()}) {
+                                     ScalingScenarios(), OverheadScenarios()}) {
     for (Scenario& s : list) all.push_back(std::move(s));
   }
   auto known = [&](const std::string& name) {
@@ -948,7 +943,6 @@ int Run(int argc, char** argv) {
     by_size.push_back(std::move(size));
   }
 
-#ifdef NATSGW_BENCH_HAVE_REPORT
   const RunInfo info = DescribeRun(argc, argv, rounds);
   for (const auto& [path, write] :
        {std::pair{absl::GetFlag(FLAGS_markdown), &WriteMarkdown},
@@ -959,7 +953,6 @@ int Run(int argc, char** argv) {
       return 1;
     }
   }
-#endif
 
   return 0;
 }

@@ -1,6 +1,9 @@
 #include "nats_message.h"
 
+#include <dlfcn.h>
+
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -137,6 +140,111 @@ RetiredMsgs& Retired() {
   return *retired;
 }
 
+// nats.c's header API (natsMsgHeader_Set) keeps a message's headers in a
+// hash table: about a dozen allocations and thousands of instructions per
+// message, more than the rest of a publish. nats.c also has a constructor
+// that takes the header block already encoded, as it arrived off the wire;
+// a message made so is sent with that block as is (natsConn_publish writes
+// the raw block of a message whose headers were not lifted). It is exported
+// but not declared in nats.c's public headers, so natsgw looks it up at run
+// time, only trusts it on the nats.c releases it was checked against (3.4),
+// and checks once that a probe message reads back as written. Otherwise
+// messages are built through the public header API.
+using NatsMsgCreateFn = natsStatus (*)(natsMsg** msg, const char* subject,
+                                       int subject_len, const char* reply,
+                                       int reply_len, const char* buf,
+                                       int buf_len, int header_len);
+
+std::atomic<bool> g_encoded_headers_allowed{true};
+
+NatsMsgCreateFn ProbeEncodedHeaderCreate() {
+  constexpr uint32_t kCheckedMajorMinor = 0x0304;  // nats.c 3.4.x
+  if ((nats_GetVersionNumber() >> 8) != kCheckedMajorMinor) return nullptr;
+  auto create =
+      reinterpret_cast<NatsMsgCreateFn>(dlsym(RTLD_DEFAULT, "natsMsg_create"));
+  if (create == nullptr) return nullptr;
+  static constexpr char kProbe[] =
+      "NATS/1.0\r\nNatsgw-Probe: 1\r\nnatsgw-probe: 2\r\n\r\nxy";
+  constexpr int kProbeLen = sizeof(kProbe) - 1;
+  constexpr int kProbeHeaderLen = kProbeLen - 2;
+  natsMsg* msg = nullptr;
+  if (create(&msg, "natsgw.probe", 12, "_INBOX.probe", 12, kProbe, kProbeLen,
+             kProbeHeaderLen) != NATS_OK ||
+      msg == nullptr) {
+    return nullptr;
+  }
+  const char* first = nullptr;
+  const char* second = nullptr;
+  const bool ok = natsMsgHeader_Get(msg, "Natsgw-Probe", &first) == NATS_OK &&
+                  first != nullptr && std::strcmp(first, "1") == 0 &&
+                  natsMsgHeader_Get(msg, "natsgw-probe", &second) == NATS_OK &&
+                  second != nullptr && std::strcmp(second, "2") == 0 &&
+                  natsMsg_GetDataLength(msg) == 2 &&
+                  std::memcmp(natsMsg_GetData(msg), "xy", 2) == 0 &&
+                  std::strcmp(natsMsg_GetSubject(msg), "natsgw.probe") == 0 &&
+                  std::strcmp(natsMsg_GetReply(msg), "_INBOX.probe") == 0;
+  natsMsg_Destroy(msg);
+  return ok ? create : nullptr;
+}
+
+NatsMsgCreateFn EncodedHeaderCreate() {
+  static const NatsMsgCreateFn create = ProbeEncodedHeaderCreate();
+  return g_encoded_headers_allowed.load(std::memory_order_relaxed) ? create
+                                                                   : nullptr;
+}
+
+void AppendField(std::string& out, absl::string_view key,
+                 absl::string_view value) {
+  out.append(key.data(), key.size());
+  out.append(": ", 2);
+  out.append(value.data(), value.size());
+  out.append("\r\n", 2);
+}
+
+// The message through `create`: the header block (the same fields, in the
+// order BuildNatsMsg's public path sets them) and the payload, encoded into
+// a buffer each thread keeps, which nats.c copies.
+absl::StatusOr<NatsMsgPtr> BuildEncoded(
+    NatsMsgCreateFn create, const char* subject, size_t subject_len,
+    absl::string_view data, const Headers& app_headers,
+    const Headers* extra_headers, const Stamp& stamp, const StampFields& f,
+    size_t header_bytes) {
+  // Kept between messages so that encoding allocates nothing once it has
+  // grown; given back after an unusually large message.
+  constexpr size_t kKeepBytes = 256 * 1024;
+  thread_local std::string buffer;
+  buffer.clear();
+  buffer.reserve(header_bytes + data.size());
+  buffer.append(kHeaderPreamble.data(), kHeaderPreamble.size());
+  AppendField(buffer, kTraceParentHeader, f.traceparent);
+  if (!stamp.trace.trace_state().empty()) {
+    AppendField(buffer, kTraceStateHeader, stamp.trace.trace_state());
+  }
+  AppendField(buffer, kMessageIdHeader, stamp.message_id);
+  AppendField(buffer, kSentAtHeader, f.sent_at);
+  if (stamp.timeout) AppendField(buffer, kTimeoutHeader, f.timeout);
+  for (const HeaderField& field : app_headers) {
+    AppendField(buffer, field.key, field.value);
+  }
+  if (extra_headers != nullptr) {
+    for (const HeaderField& field : *extra_headers) {
+      AppendField(buffer, field.key, field.value);
+    }
+  }
+  buffer.append("\r\n", 2);
+  const size_t block = buffer.size();
+  buffer.append(data.data(), data.size());
+  natsMsg* raw = nullptr;
+  const natsStatus s =
+      create(&raw, subject, static_cast<int>(subject_len),
+             stamp.reply.empty() ? nullptr : stamp.reply.data(),
+             static_cast<int>(stamp.reply.size()), buffer.data(),
+             static_cast<int>(buffer.size()), static_cast<int>(block));
+  if (buffer.capacity() > kKeepBytes) std::string().swap(buffer);
+  if (s != NATS_OK) return NatsError(s, "creating message");
+  return NatsMsgPtr(raw);
+}
+
 }  // namespace
 
 void RetireNatsMsg(natsMsg* msg) {
@@ -171,7 +279,6 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
         data.size() + header_bytes, data.size(), header_bytes, max_payload));
   }
 
-  natsMsg* raw = nullptr;
   // nats.c wants the subject NUL-terminated: on the stack unless it is
   // unusually long.
   std::array<char, 256> subject_buffer;
@@ -185,6 +292,12 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
     long_subject.assign(subject.data(), subject.size());
     subject_cstr = long_subject.c_str();
   }
+  if (NatsMsgCreateFn create = EncodedHeaderCreate(); create != nullptr) {
+    return BuildEncoded(create, subject_cstr, subject.size(), data, app_headers,
+                        extra_headers, stamp, fields, header_bytes);
+  }
+
+  natsMsg* raw = nullptr;
   natsStatus s = natsMsg_Create(
       &raw, subject_cstr, stamp.reply.empty() ? nullptr : stamp.reply.data(),
       data.data(), static_cast<int>(data.size()));
@@ -223,6 +336,12 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
   if (s != NATS_OK) return NatsError(s, "setting message headers");
   return msg;
 }
+
+void UseEncodedHeadersForTesting(bool use) {
+  g_encoded_headers_allowed.store(use, std::memory_order_relaxed);
+}
+
+bool EncodedHeadersInUse() { return EncodedHeaderCreate() != nullptr; }
 
 // Refills a Headers in place (see Headers' friend declaration).
 struct HeadersAccess {

@@ -67,6 +67,13 @@ absl::StatusOr<NatsMsgPtr> BuildNatsMsg(absl::string_view subject,
                                         const Stamp& stamp,
                                         int64_t max_payload);
 
+// Whether BuildNatsMsg hands nats.c the header block already encoded (see
+// nats_message.cc), rather than building it through nats.c's header API.
+bool EncodedHeadersInUse();
+// Tests only: with false, BuildNatsMsg uses nats.c's public header API even
+// where the encoded form is available.
+void UseEncodedHeadersForTesting(bool use);
+
 // Size in bytes of the NATS header block ("NATS/1.0\r\n" ... "\r\n") that
 // BuildNatsMsg would produce for these headers.
 size_t HeaderBlockBytes(const Headers& app_headers,

@@ -120,5 +120,94 @@ TEST(NatsMessageTest, NegativeBudgetMeansAlreadyExpired) {
   EXPECT_EQ(ReadNatsMsg(msg.get(), now, 1.0, nullptr).deadline, now);
 }
 
+// The nats.c this is built with takes natsgw's encoded header block (see
+// BuildNatsMsg); if a nats.c release stops doing so, natsgw falls back to the
+// public header API, and this test says so instead of the speed quietly
+// going.
+TEST(NatsMessageTest, NatsCTakesTheEncodedHeaderBlock) {
+  EXPECT_TRUE(EncodedHeadersInUse());
+}
+
+// Both ways of building a message carry the same headers, values, payload,
+// subject and reply. (Not an empty value: nats.c encodes one as "Key: " on
+// both paths, and its parser then reads the next line as the value, so on
+// the wire the two agree, but not when the public path is read back from
+// nats.c's in-memory table as here.)
+TEST(NatsMessageTest, EncodedAndPublicHeaderPathsAgree) {
+  Stamp stamp = MakeStamp();
+  stamp.timeout = absl::Milliseconds(5);
+  stamp.reply = "_INBOX.abc.1";
+  Headers app{{"Tenant", "acme"}, {"Tenant", "beta"}, {"X-Other", "x"}};
+  Headers extra{{"Nats-Service-Error-Code", "503"}};
+  std::vector<Message> read;
+  for (bool encoded : {true, false}) {
+    UseEncodedHeadersForTesting(encoded);
+    auto msg = BuildNatsMsg("orders.Create", std::string("p\0q", 3), app,
+                            &extra, stamp, 1 << 20);
+    UseEncodedHeadersForTesting(true);
+    ASSERT_TRUE(msg.ok()) << msg.status();
+    EXPECT_STREQ(natsMsg_GetReply(msg->get()), "_INBOX.abc.1");
+    read.push_back(
+        ReadNatsMsg(msg->get(), absl::UnixEpoch(), 1.0, /*origin=*/nullptr));
+  }
+  const Message& encoded = read[0];
+  const Message& public_api = read[1];
+  EXPECT_EQ(encoded.subject, public_api.subject);
+  EXPECT_EQ(encoded.data, std::string("p\0q", 3));
+  EXPECT_EQ(encoded.data, public_api.data);
+  EXPECT_EQ(encoded.trace, public_api.trace);
+  EXPECT_EQ(encoded.trace.trace_state(), "k=v");
+  EXPECT_EQ(encoded.message_id, public_api.message_id);
+  EXPECT_EQ(encoded.sent_at, public_api.sent_at);
+  EXPECT_EQ(encoded.deadline, public_api.deadline);
+  for (absl::string_view key :
+       {"traceparent", "tracestate", "Nats-Msg-Id", "Natsgw-Sent-At-Ns",
+        "Natsgw-Timeout-Us", "Tenant", "X-Other", "Nats-Service-Error-Code"}) {
+    EXPECT_EQ(encoded.headers.GetAll(key), public_api.headers.GetAll(key))
+        << key;
+    EXPECT_FALSE(encoded.headers.GetAll(key).empty()) << key;
+  }
+  EXPECT_EQ(encoded.headers.size(), public_api.headers.size());
+  // The size check counts the block the encoded path really writes.
+  EXPECT_EQ(
+      HeaderBlockBytes(app, &extra, stamp),
+      std::string("NATS/1.0\r\n").size() + [&] {
+        size_t n = 2;
+        for (const HeaderField& f : encoded.headers) {
+          n += f.key.size() + 2 + f.value.size() + 2;
+        }
+        return n;
+      }());
+}
+
+// A Message read into again takes every field of the new message: nothing
+// of a previous, richer one survives.
+TEST(NatsMessageTest, ReadingIntoAReusedMessageOverwritesEveryField) {
+  Stamp stamp = MakeStamp();
+  stamp.timeout = absl::Milliseconds(250);
+  Headers app{{"A", "1"}, {"B", "2"}, {"C", "3"}};
+  auto rich = BuildNatsMsg("s.rich", "rich payload", app, nullptr, stamp, 0);
+  ASSERT_TRUE(rich.ok());
+  Message m;
+  ReadNatsMsgInto(rich->get(), absl::UnixEpoch(), 1.0, nullptr, m);
+  ASSERT_EQ(m.message_id, "MSGID1234567890");
+  ASSERT_TRUE(m.deadline.has_value());
+
+  natsMsg* bare = nullptr;
+  ASSERT_EQ(natsMsg_Create(&bare, "s.bare", nullptr, nullptr, 0), NATS_OK);
+  NatsMsgPtr owned(bare);
+  TraceOrigin origin;
+  ReadNatsMsgInto(bare, absl::UnixEpoch(), 1.0, &origin, m);
+  EXPECT_EQ(origin, TraceOrigin::kMissing);
+  EXPECT_EQ(m.subject, "s.bare");
+  EXPECT_EQ(m.data, "");
+  EXPECT_TRUE(m.headers.empty());
+  EXPECT_EQ(m.message_id, "");
+  EXPECT_FALSE(m.sent_at.has_value());
+  EXPECT_FALSE(m.deadline.has_value());
+  EXPECT_TRUE(m.trace_replaced);
+  EXPECT_NE(m.trace, stamp.trace);
+}
+
 }  // namespace
 }  // namespace natsgw::internal

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -99,7 +100,8 @@ size_t BlockBytes(const Stamp& stamp, const StampFields& fields,
          HeadersBytes(&app_headers) + HeadersBytes(extra_headers) + 2;
 }
 
-// Retired messages waiting to be destroyed as one batch.
+// Retired messages waiting to be destroyed as one batch. Fixed-size, so
+// that retiring allocates nothing.
 class RetiredMsgs {
  public:
   static constexpr size_t kMaxCount = 32;
@@ -108,29 +110,32 @@ class RetiredMsgs {
   void Add(natsMsg* msg) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back(msg);
+      pending_[count_++] = msg;
       bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
-      if (pending_.size() < kMaxCount && bytes_ < kMaxBytes) return;
+      if (count_ < kMaxCount && bytes_ < kMaxBytes) return;
     }
     Flush();
   }
 
   void Flush() {
-    std::vector<natsMsg*> batch;
-    batch.reserve(kMaxCount);  // becomes pending_: no growth while filling
+    std::array<natsMsg*, kMaxCount> batch;
+    size_t count;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      batch.swap(pending_);
+      count = count_;
+      std::copy_n(pending_.begin(), count, batch.begin());
+      count_ = 0;
       bytes_ = 0;
     }
     // Outside the lock: the collector's own lock is taken per message.
-    for (natsMsg* msg : batch) natsMsg_Destroy(msg);
+    for (size_t i = 0; i < count; ++i) natsMsg_Destroy(batch[i]);
   }
 
  private:
   std::mutex mu_;
-  std::vector<natsMsg*> pending_;
-  size_t bytes_ = 0;
+  std::array<natsMsg*, kMaxCount> pending_;  // Guarded by mu_.
+  size_t count_ = 0;                         // Guarded by mu_.
+  size_t bytes_ = 0;                         // Guarded by mu_.
 };
 
 // Never destroyed: messages may be retired from threads still running while

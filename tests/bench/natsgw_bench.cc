@@ -15,6 +15,10 @@
 //   raw_request_asap     the same with natsOptions_SetSendAsap on both
 //   gateway_request      natsgw Connection::Request against Connection::Serve
 //                        (separate connections, as two services would be)
+//   gateway_serve        natsgw's serving side alone: a raw nats.c requester
+//                        (SendAsap) against Connection::Serve answering "ok"
+//                        (its allocation figures are the handle and reply
+//                        paths')
 //   gateway_request_traced  the same with a counting span sink on both
 //                        connections (a CLIENT and a SERVER span per call)
 //   rpc_sync             the typed layer: natsgw-gen's EchoClient::Echo (one
@@ -168,9 +172,41 @@ absl::StatusOr<Result> RawRequest(const Config& cfg,
   });
 }
 
-// A SpanSink that counts the spans it is given and drops them: what natsgw
-// itself spends on a span, without an exporter's.
-//
+// natsgw's serving side alone: a raw nats.c requester (SendAsap) against a
+// natsgw Connection::Serve endpoint whose handler answers "ok" (short
+// enough to need no allocation of its own), so that the allocation figures
+// are natsgw's handle and reply paths (nats.c's requester allocates only C
+// memory).
+absl::StatusOr<Result> GatewayServe(const Config& cfg) {
+  const std::string scenario = "gateway_serve";
+  const std::string subject = absl::StrCat("bench.", scenario);
+  NATSGW_ASSIGN_OR_RETURN(auto server, Gateway(cfg));
+  NATSGW_ASSIGN_OR_RETURN(
+      auto endpoint,
+      server->Serve(subject, "q", [](const Message&) -> absl::StatusOr<Reply> {
+        return Reply{"ok", {}};
+      }));
+  NATSGW_ASSIGN_OR_RETURN(auto requester,
+                          RawConnection::Connect(cfg.url, /*send_asap=*/true));
+  return Measure(scenario, cfg.warmup, cfg.requests, cfg.max, [&]() {
+    natsMsg* reply = nullptr;
+    natsStatus s = natsConnection_Request(
+        &reply, requester->nc(), subject.c_str(), cfg.payload.data(),
+        static_cast<int>(cfg.payload.size()), 5000);
+    absl::Status status = Check(s, "request");
+    if (reply != nullptr) {
+      if (status.ok() && (natsMsg_GetDataLength(reply) != 2 ||
+                          std::string(natsMsg_GetData(reply), 2) != "ok")) {
+        status = absl::InternalError("gateway_serve: unexpected reply");
+      }
+      natsMsg_Destroy(reply);
+    }
+    return status;
+  });
+}
+
+// gateway_request, or with `traced` gateway_request_traced: the same calls
+// with a counting sink on both connections, checked afterwards to have had
 // the spans of every call.
 absl::StatusOr<Result> GatewayRequest(const Config& cfg, bool traced) {
   const std::string scenario =
@@ -687,6 +723,11 @@ std::vector<Scenario> CoreScenarios() {
         {F::kP99, "raw_request_asap"},
         {F::kP50, "raw_request_default"}},
        [](const Config& c) { return GatewayRequest(c, false); }},
+      {"gateway_serve",
+       Pick::kP50,
+       false,
+       {{F::kP50, "raw_request_asap"}},
+       GatewayServe},
       {"gateway_request_traced",
        Pick::kP50,
        false,

@@ -64,7 +64,7 @@ SizeResults Size64() {
   publish.figures["allocs_per_op"] = 0;
   publish.figures["ops_vs_raw_publish_same_bytes"] = 0.75;
   s.results.push_back(publish);
-  Result request = Latency("gateway_request", 310, 410, 620, 3050);
+  Result request = Latency("gateway_serve", 310, 410, 620, 3050);
   request.figures["allocs_per_op"] = 0;
   s.results.push_back(request);
   Result pubsub = Latency("pubsub_e2e", 80, 120, 400, 11000);
@@ -262,7 +262,8 @@ TEST(ReportMarkdown, GoalsMetMissedAndNotMeasured) {
   const std::string overhead = RowOf(md, "Metrics and tracing per message");
   EXPECT_THAT(overhead, HasSubstr("| < 200 ns | **195 ns** = "));
   EXPECT_EQ(LastCell(overhead), "met");
-  const std::string allocs = RowOf(md, "Heap allocations per message");
+  const std::string allocs =
+      RowOf(md, "Heap allocations per message (publish, handle, reply)");
   EXPECT_THAT(allocs, HasSubstr("**2** = `pubsub_e2e` allocs_per_op 2"));
   EXPECT_EQ(LastCell(allocs), "**missed**");
   EXPECT_THAT(md, HasSubstr("4 met, 3 missed, 1 not measured."));
@@ -282,7 +283,9 @@ TEST(ReportMarkdown, GoalsSkipOptionalPartsAndReportMissingInputs) {
   // overhead_spans is optional: the sum is metrics + trace context.
   EXPECT_THAT(RowOf(md, "Metrics and tracing per message"),
               HasSubstr("**170 ns**"));
-  EXPECT_EQ(LastCell(RowOf(md, "Heap allocations per message")), "met");
+  EXPECT_EQ(LastCell(RowOf(
+                md, "Heap allocations per message (publish, handle, reply)")),
+            "met");
   EXPECT_EQ(
       LastCell(RowOf(md, "Typed call p50 vs nats.c request (default options)")),
       "not measured (no `raw_request_default`)");
@@ -305,9 +308,10 @@ TEST(ReportMarkdown, GoalsSkipOptionalPartsAndReportMissingInputs) {
   EXPECT_EQ(
       LastCell(RowOf(md, "Asynchronous call throughput vs gRPC C++ async")),
       "not measured (no `rpc_async_*`)");
-  EXPECT_EQ(LastCell(RowOf(md, "Heap allocations per message")),
+  EXPECT_EQ(LastCell(RowOf(
+                md, "Heap allocations per message (publish, handle, reply)")),
             "not measured (no allocs_per_op on `gateway_publish`, "
-            "`gateway_request`, `pubsub_e2e*`)");
+            "`gateway_serve`, `pubsub_e2e*`)");
 }
 
 TEST(ReportMarkdown, GoalsUse64BytesAndFindPayloadIndependentScenarios) {

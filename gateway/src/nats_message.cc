@@ -108,30 +108,47 @@ class RetiredMsgs {
   static constexpr size_t kMaxBytes = 256 * 1024;
 
   void Add(natsMsg* msg) {
+    Batch batch;
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending_[count_++] = msg;
       bytes_ += static_cast<size_t>(natsMsg_GetDataLength(msg));
       if (count_ < kMaxCount && bytes_ < kMaxBytes) return;
+      // Taken under the same lock that filled it: another thread's Add
+      // must find room.
+      TakeLocked(batch);
     }
-    Flush();
+    Destroy(batch);
   }
 
   void Flush() {
-    std::array<natsMsg*, kMaxCount> batch;
-    size_t count;
+    Batch batch;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      count = count_;
-      std::copy_n(pending_.begin(), count, batch.begin());
-      count_ = 0;
-      bytes_ = 0;
+      TakeLocked(batch);
     }
-    // Outside the lock: the collector's own lock is taken per message.
-    for (size_t i = 0; i < count; ++i) natsMsg_Destroy(batch[i]);
+    Destroy(batch);
   }
 
  private:
+  struct Batch {
+    std::array<natsMsg*, kMaxCount> msgs;
+    size_t count = 0;
+  };
+
+  // mu_ must be held.
+  void TakeLocked(Batch& batch) {
+    std::copy_n(pending_.begin(), count_, batch.msgs.begin());
+    batch.count = count_;
+    count_ = 0;
+    bytes_ = 0;
+  }
+
+  // Outside the lock: the collector's own lock is taken per message.
+  static void Destroy(const Batch& batch) {
+    for (size_t i = 0; i < batch.count; ++i) natsMsg_Destroy(batch.msgs[i]);
+  }
+
   std::mutex mu_;
   std::array<natsMsg*, kMaxCount> pending_;  // Guarded by mu_.
   size_t count_ = 0;                         // Guarded by mu_.

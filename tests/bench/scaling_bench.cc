@@ -146,6 +146,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench_common.h"
+#include "echo_bench.h"
 #include "flatbuffers/flatbuffers.h"
 #include "natsgw/connection.h"
 #include "natsgw/schemas/echo_natsgw.h"
@@ -231,46 +232,7 @@ void TrimHeap() {
 }
 
 // ---------------------------------------------------------------------------
-// The Echo service and its checks (as natsgw_bench.cc's rpc_* scenarios).
-
-// Answers Echo with the request's payload and tag.
-//
-// Thread-safety: stateless; thread-safe.
-class EchoService final : public echo::EchoServiceBase {
- public:
-  absl::StatusOr<flatbuffers::Offset<echo::EchoReply>> Echo(
-      const echo::EchoRequest& request, ServerContext& ctx) override {
-    flatbuffers::FlatBufferBuilder& fbb = ctx.builder();
-    const flatbuffers::Vector<uint8_t>* payload = request.payload();
-    return echo::CreateEchoReply(
-        fbb,
-        payload != nullptr ? fbb.CreateVector(payload->data(), payload->size())
-                           : 0,
-        request.tag());
-  }
-};
-
-flatbuffers::Offset<echo::EchoRequest> BuildEcho(
-    flatbuffers::FlatBufferBuilder& fbb, const std::string& payload,
-    uint64_t tag) {
-  return echo::CreateEchoRequest(
-      fbb,
-      fbb.CreateVector(reinterpret_cast<const uint8_t*>(payload.data()),
-                       payload.size()),
-      tag);
-}
-
-// OK if `reply` is the echo of a request with `payload_size` bytes and `tag`.
-absl::Status CheckEcho(const absl::StatusOr<Response<echo::EchoReply>>& reply,
-                       size_t payload_size, uint64_t tag) {
-  if (!reply.ok()) return reply.status();
-  const flatbuffers::Vector<uint8_t>* echoed = (*reply)->payload();
-  if ((*reply)->tag() != tag ||
-      (echoed == nullptr ? 0 : echoed->size()) != payload_size) {
-    return absl::InternalError("Echo reply does not match its request");
-  }
-  return absl::OkStatus();
-}
+// The Echo client (echo_bench.h has the service and its checks).
 
 // A client Connection with an EchoClient whose subjects start with
 // "bench.<scenario>". Members are destroyed bottom-up: the client before

@@ -43,6 +43,10 @@
 //                        metrics on every message), then Flush
 //   gateway_publish_traced  the same with a span sink that counts and
 //                        discards (one PRODUCER span per message)
+//   gateway_publish_immediate  gateway_publish with
+//                        ConnectionOptions::batch_publishes false (one write
+//                        per message): what the low-latency setting costs
+//                        bulk publishing
 //   raw_pubsub_e2e       end-to-end latency, one message at a time: nats.c
 //                        publish (default options) to a subscriber on another
 //                        connection; from the publish call to the subscriber's
@@ -534,13 +538,22 @@ absl::StatusOr<Result> RawPublishSameBytes(const Config& cfg) {
 // gateway_publish, or with `traced` gateway_publish_traced: the same
 // publishes with a counting sink, checked afterwards to have had a span for
 // every message.
-absl::StatusOr<Result> GatewayPublish(const Config& cfg, bool traced) {
-  const std::string scenario =
-      traced ? "gateway_publish_traced" : "gateway_publish";
+// With `immediate`, gateway_publish_immediate: ConnectionOptions::
+// batch_publishes false (every publish written at once), the cost of the
+// low-latency choice for bulk publishing.
+absl::StatusOr<Result> GatewayPublish(const Config& cfg, bool traced,
+                                      bool immediate = false) {
+  const std::string scenario = immediate ? "gateway_publish_immediate"
+                               : traced  ? "gateway_publish_traced"
+                                         : "gateway_publish";
   const std::string subject = absl::StrCat("bench.", scenario);
   std::shared_ptr<CountingSink> spans;
   if (traced) spans = std::make_shared<CountingSink>();
-  NATSGW_ASSIGN_OR_RETURN(auto conn, Gateway(cfg, spans));
+  ConnectionOptions options;
+  options.servers = {cfg.url};
+  options.span_sink = spans;
+  options.batch_publishes = !immediate;
+  NATSGW_ASSIGN_OR_RETURN(auto conn, Connection::Create(options));
   int64_t published = 0;
   auto op = [&]() {
     ++published;
@@ -733,6 +746,11 @@ std::vector<Scenario> CoreScenarios() {
        false,
        {{F::kOpsPerS, "gateway_publish"}},
        [](const Config& c) { return GatewayPublish(c, true); }},
+      {"gateway_publish_immediate",
+       Pick::kThroughput,
+       false,
+       {{F::kOpsPerS, "gateway_publish"}},
+       [](const Config& c) { return GatewayPublish(c, false, true); }},
       {"raw_pubsub_e2e",
        Pick::kP50,
        false,

@@ -1089,7 +1089,18 @@ RunInfo DescribeRun(int argc, char** argv, int rounds) {
         external_server = true;
       }
     }
-    args.push_back(ShellQuote(arg));
+    // Output files by name only: where one run kept them says nothing about
+    // the run.
+    std::string shown(arg);
+    for (absl::string_view output : {"--markdown=", "--plot="}) {
+      if (absl::StartsWith(arg, output)) {
+        absl::string_view path = arg.substr(output.size());
+        const size_t slash = path.rfind('/');
+        if (slash != absl::string_view::npos) path.remove_prefix(slash + 1);
+        shown = absl::StrCat(output, path);
+      }
+    }
+    args.push_back(ShellQuote(shown));
   }
   info.command = absl::StrJoin(args, " ");
   info.date_utc = absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(),

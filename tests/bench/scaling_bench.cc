@@ -733,8 +733,17 @@ class HoldingResponder {
 
   void Handle(natsMsg* msg) {
     const char* reply = natsMsg_GetReply(msg);
-    const auto* data = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
+    // nats.c puts a received payload right after the message's header
+    // block, so it need not be aligned as FlatBuffers' accessors require:
+    // they read a copy.
+    thread_local std::string aligned;
     const int size = natsMsg_GetDataLength(msg);
+    const char* raw = natsMsg_GetData(msg);
+    aligned.assign(raw != nullptr ? raw : "",
+                   raw != nullptr && size > 0 ? size : 0);
+    const auto* data = raw != nullptr
+                           ? reinterpret_cast<const uint8_t*>(aligned.data())
+                           : nullptr;
     flatbuffers::Verifier verifier(data, size > 0 ? size : 0);
     if (reply == nullptr || std::strlen(reply) >= kMaxReply ||
         data == nullptr || !echo::VerifyEchoRequestBuffer(verifier)) {

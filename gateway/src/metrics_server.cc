@@ -5,8 +5,10 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +76,11 @@ class MetricsServer::Impl {
     mg_set_request_handler(ctx_,
                            absl::StrCat(options_.readiness_path, "$").c_str(),
                            &Impl::ServeReadiness, this);
+    if (!options_.drain_path.empty()) {
+      mg_set_request_handler(ctx_,
+                             absl::StrCat(options_.drain_path, "$").c_str(),
+                             &Impl::ServeDrain, this);
+    }
     return absl::OkStatus();
   }
 
@@ -87,6 +94,30 @@ class MetricsServer::Impl {
   }
   void SetDraining() { draining_.store(true, std::memory_order_release); }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
+
+  void SetDrainHandler(DrainHandler handler) {
+    std::unique_lock<std::mutex> lock(drain_mu_);
+    drain_cv_.wait(lock, [this] { return !drain_running_; });
+    drain_handler_ = std::move(handler);
+  }
+
+  // Runs the drain handler once; later and concurrent callers get the first
+  // run's result. nullopt when there is no handler.
+  std::optional<absl::Status> Drain() {
+    std::unique_lock<std::mutex> lock(drain_mu_);
+    drain_cv_.wait(lock, [this] { return !drain_running_; });
+    if (drain_result_.has_value()) return drain_result_;
+    if (!drain_handler_) return std::nullopt;
+    DrainHandler handler = drain_handler_;
+    drain_running_ = true;
+    lock.unlock();
+    absl::Status result = handler();
+    lock.lock();
+    drain_running_ = false;
+    drain_result_ = result;
+    drain_cv_.notify_all();
+    return result;
+  }
 
   // Runs every check (outside the lock: a check may take a lock of its own,
   // and AddCheck must not wait for it). `results` gets one entry per check,
@@ -171,6 +202,27 @@ class MetricsServer::Impl {
     return status;
   }
 
+  static int ServeDrain(mg_connection* conn, void* data) {
+    if (!IsGet(conn)) return 405;
+    auto* self = static_cast<Impl*>(data);
+    // Readiness first, so no new work is routed here while draining.
+    self->SetDraining();
+    const std::optional<absl::Status> result = self->Drain();
+    nlohmann::json body;
+    int status = 200;
+    if (!result.has_value()) {
+      body["status"] = "draining";
+    } else if (result->ok()) {
+      body["status"] = "drained";
+    } else {
+      body["status"] = "drain failed";
+      body["error"] = result->ToString();
+      status = 500;
+    }
+    Send(conn, status, "application/json", body.dump() + "\n");
+    return status;
+  }
+
   const std::shared_ptr<prometheus::Registry> registry_;
   const MetricsServerOptions options_;
   mg_context* ctx_ = nullptr;
@@ -178,6 +230,11 @@ class MetricsServer::Impl {
   std::atomic<bool> draining_{false};
   mutable std::mutex mu_;
   std::map<std::string, ReadinessCheck> checks_;  // guarded by mu_
+  std::mutex drain_mu_;
+  std::condition_variable drain_cv_;
+  DrainHandler drain_handler_;                // guarded by drain_mu_
+  bool drain_running_ = false;                // guarded by drain_mu_
+  std::optional<absl::Status> drain_result_;  // guarded by drain_mu_
 };
 
 MetricsServer::MetricsServer(std::unique_ptr<Impl> impl)
@@ -196,7 +253,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
         absl::StrCat("metrics port ", options.port, " is outside 0..65535"));
   }
   for (const std::string* path :
-       {&options.path, &options.health_path, &options.readiness_path}) {
+       {&options.path, &options.health_path, &options.readiness_path,
+        &options.drain_path}) {
+    // Only the drain endpoint may be disabled (empty).
+    if (path == &options.drain_path && path->empty()) continue;
     if (path->empty() || (*path)[0] != '/' ||
         path->find_first_of("$*?# ") != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -204,12 +264,17 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
           "\" must start with '/' and contain none of $*?# or spaces"));
     }
   }
+  const bool drain_clash = !options.drain_path.empty() &&
+                           (options.drain_path == options.path ||
+                            options.drain_path == options.health_path ||
+                            options.drain_path == options.readiness_path);
   if (options.path == options.health_path ||
       options.path == options.readiness_path ||
-      options.health_path == options.readiness_path) {
+      options.health_path == options.readiness_path || drain_clash) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the metrics, health and readiness paths must differ (", options.path,
-        ", ", options.health_path, ", ", options.readiness_path, ")"));
+        "the metrics, health, readiness and drain paths must differ (",
+        options.path, ", ", options.health_path, ", ", options.readiness_path,
+        ", ", options.drain_path, ")"));
   }
   if (options.threads < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -236,6 +301,9 @@ void MetricsServer::RemoveReadinessCheck(const std::string& name) {
 }
 
 void MetricsServer::SetDraining() { impl_->SetDraining(); }
+void MetricsServer::SetDrainHandler(DrainHandler handler) {
+  impl_->SetDrainHandler(std::move(handler));
+}
 bool MetricsServer::draining() const { return impl_->draining(); }
 
 absl::Status MetricsServer::Readiness() const {
@@ -262,6 +330,10 @@ std::string MetricsServer::health_url() const {
 }
 std::string MetricsServer::readiness_url() const {
   return UrlOf(impl_->options(), port(), impl_->options().readiness_path);
+}
+std::string MetricsServer::drain_url() const {
+  if (impl_->options().drain_path.empty()) return "";
+  return UrlOf(impl_->options(), port(), impl_->options().drain_path);
 }
 
 }  // namespace natsgw

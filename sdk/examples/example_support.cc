@@ -89,6 +89,16 @@ ABSL_FLAG(double, trace_sample_ratio, 1.0,
 ABSL_FLAG(std::string, nats_url, "",
           "NATS server URL(s), comma-separated. Default: $NATS_URL, else "
           "nats://127.0.0.1:4222");
+ABSL_FLAG(std::string, nats_user, "",
+          "NATS user name (with --nats_password). Default: $NATS_USER");
+ABSL_FLAG(std::string, nats_password, "",
+          "NATS password. Default: $NATS_PASSWORD (prefer the environment: "
+          "flags show in the process list)");
+ABSL_FLAG(std::string, nats_token, "",
+          "NATS authentication token. Default: $NATS_TOKEN");
+ABSL_FLAG(std::string, nats_creds, "",
+          "Path of a NATS credentials file (user JWT + NKey seed). Default: "
+          "$NATS_CREDS");
 ABSL_FLAG(natsgw::examples::LogFormat, log_format,
           natsgw::examples::LogFormat::kJson,
           "Format of the diagnostics on stderr: json (one JSON object per "
@@ -101,6 +111,16 @@ namespace natsgw::examples {
 namespace {
 
 std::mutex g_print_mu;
+
+// The flag's value if set, else the environment variable's, else "".
+std::string FlagOrEnv(const absl::Flag<std::string>& flag, const char* env) {
+  std::string value = absl::GetFlag(flag);
+  if (value.empty()) {
+    const char* from_env = std::getenv(env);
+    if (from_env != nullptr) value = from_env;
+  }
+  return value;
+}
 
 sigset_t ShutdownSignals() {
   sigset_t set;
@@ -155,14 +175,18 @@ std::string WaitForShutdown() {
 
 absl::StatusOr<ConnectionOptions> ConnectionOptionsFromFlags(
     absl::string_view name) {
-  std::string urls = absl::GetFlag(FLAGS_nats_url);
-  if (urls.empty()) {
-    const char* env = std::getenv("NATS_URL");
-    urls = env != nullptr && env[0] != '\0' ? env : "nats://127.0.0.1:4222";
-  }
+  std::string urls = FlagOrEnv(FLAGS_nats_url, "NATS_URL");
+  if (urls.empty()) urls = "nats://127.0.0.1:4222";
   ConnectionOptions options;
   options.servers = absl::StrSplit(urls, ',', absl::SkipEmpty());
   options.name = std::string(name);
+  // Connection::Create rejects a mix of kinds and names the rule.
+  options.credentials = {
+      .user = FlagOrEnv(FLAGS_nats_user, "NATS_USER"),
+      .password = FlagOrEnv(FLAGS_nats_password, "NATS_PASSWORD"),
+      .token = FlagOrEnv(FLAGS_nats_token, "NATS_TOKEN"),
+      .creds_file = FlagOrEnv(FLAGS_nats_creds, "NATS_CREDS"),
+  };
   options.logger = LoggerFromFlags(name);
   // Connection::Create checks the ratio and names the rule.
   options.trace_sample_ratio = absl::GetFlag(FLAGS_trace_sample_ratio);

@@ -46,7 +46,9 @@ int ExitStatus(absl::string_view program, const absl::Status& status);
 std::string WaitForShutdown();
 
 // Connection options from --nats_url (default: $NATS_URL, else
-// nats://127.0.0.1:4222), named `name`, logging through
+// nats://127.0.0.1:4222) and the credentials of --nats_user/--nats_password,
+// --nats_token or --nats_creds (defaults: $NATS_USER/$NATS_PASSWORD,
+// $NATS_TOKEN, $NATS_CREDS), named `name`, logging through
 // LoggerFromFlags(name), with spans appended to --trace_file (JSON lines,
 // service name `name`) for --trace_sample_ratio of new traces. Fails if the
 // trace file cannot be opened.
@@ -67,8 +69,8 @@ struct ServiceRuntime {
   // readiness check uses the connection).
   std::unique_ptr<MetricsServer> metrics;
 
-  // ", metrics at http://..., health at ..., readiness at ..." or "" without
-  // a metrics endpoint.
+  // ", metrics at http://..., health at ..., readiness at ..., drain at ..."
+  // or "" without a metrics endpoint.
   std::string MetricsNote() const;
 };
 
@@ -76,7 +78,9 @@ struct ServiceRuntime {
 // SIGINT/SIGTERM, then shuts down gracefully: runs `stop_serving` (which
 // must stop taking work and wait for running handlers, e.g. by destroying
 // the services and subscriptions) and closes the connection, which flushes
-// what the handlers published.
+// what the handlers published. GET /drainz on the metrics port (the
+// Kubernetes preStop hook) does the same drain earlier, answering once it is
+// done; the process then waits for the signal to exit.
 void RunUntilShutdown(absl::string_view name, absl::string_view what,
                       ServiceRuntime& runtime,
                       absl::FunctionRef<void()> stop_serving);

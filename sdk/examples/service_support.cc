@@ -4,6 +4,7 @@
 #include <prometheus/registry.h>
 
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,7 +26,8 @@ namespace natsgw::examples {
 std::string ServiceRuntime::MetricsNote() const {
   return metrics ? absl::StrCat(", metrics at ", metrics->url(), ", health at ",
                                 metrics->health_url(), ", readiness at ",
-                                metrics->readiness_url())
+                                metrics->readiness_url(), ", drain at ",
+                                metrics->drain_url())
                  : "";
 }
 
@@ -69,22 +71,42 @@ absl::StatusOr<ServiceRuntime> StartService(absl::string_view name,
 void RunUntilShutdown(absl::string_view name, absl::string_view what,
                       ServiceRuntime& runtime,
                       absl::FunctionRef<void()> stop_serving) {
-  const std::string ready = absl::StrCat(name, " ready: ", what, " on ",
-                                         runtime.connection->connected_url(),
-                                         runtime.MetricsNote(), "\n");
-  std::fputs(ready.c_str(), stdout);
-  std::fflush(stdout);
+  // The drain runs once, on whichever comes first: GET /drainz (the
+  // Kubernetes preStop hook, on a server thread; MetricsServer runs the
+  // handler at most once) or the signal. A drain requested over HTTP leaves
+  // the process idle until the signal comes.
+  std::once_flag drained;
+  auto drain = [&] {
+    std::call_once(drained, [&] {
+      // Not ready from now on, so that no new work is routed here while
+      // the work in hand drains.
+      if (runtime.metrics) runtime.metrics->SetDraining();
+      stop_serving();
+      // Flushes what the handlers published.
+      runtime.connection->Close();
+    });
+  };
+  auto print = [](const std::string& line) {
+    std::fputs(line.c_str(), stdout);
+    std::fflush(stdout);
+  };
+  if (runtime.metrics) {
+    runtime.metrics->SetDrainHandler([&] {
+      print(absl::StrCat(name, ": drain requested, draining\n"));
+      drain();
+      print(absl::StrCat(name, ": drained, waiting for SIGTERM\n"));
+      return absl::OkStatus();
+    });
+  }
 
+  print(absl::StrCat(name, " ready: ", what, " on ",
+                     runtime.connection->connected_url(), runtime.MetricsNote(),
+                     "\n"));
   const std::string signal = WaitForShutdown();
-  const std::string bye =
-      absl::StrCat(name, ": ", signal, " received, shutting down\n");
-  std::fputs(bye.c_str(), stdout);
-  // Not ready from now on, so that no new work is routed here while the
-  // work in hand drains.
-  if (runtime.metrics) runtime.metrics->SetDraining();
-  stop_serving();
-  runtime.connection->Close();
-  std::fflush(stdout);
+  print(absl::StrCat(name, ": ", signal, " received, shutting down\n"));
+  drain();
+  // The handler refers to this frame: wait for a request still inside it.
+  if (runtime.metrics) runtime.metrics->SetDrainHandler(nullptr);
 }
 
 }  // namespace natsgw::examples

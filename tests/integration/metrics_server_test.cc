@@ -257,6 +257,85 @@ TEST_F(MetricsServerTest, ScrapeShowsLatencyHistogramsOfRealTraffic) {
   EXPECT_EQ(missing->status, 404);
 }
 
+TEST(MetricsServerDrainTest, DrainzRunsTheHandlerOnceAndAnswersWhenDrained) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  MetricsServerOptions mopts;
+  mopts.bind_address = "127.0.0.1";
+  mopts.port = 0;
+  mopts.threads = 3;
+  auto metrics = MetricsServer::Create(mopts, registry);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  MetricsServer& server = **metrics;
+  EXPECT_EQ(server.drain_url(),
+            absl::StrCat("http://127.0.0.1:", server.port(), "/drainz"));
+
+  // The handler blocks until released, as a real drain waits for work in
+  // hand; meanwhile readiness already says draining.
+  Gate release;
+  std::atomic<int> runs{0};
+  server.SetDrainHandler([&] {
+    runs.fetch_add(1);
+    release.Wait();
+    return absl::OkStatus();
+  });
+  absl::StatusOr<HttpResponse> first, second;
+  std::thread a(
+      [&] { first = HttpGet("127.0.0.1", server.port(), "/drainz"); });
+  ASSERT_TRUE(Eventually([&] { return runs.load() == 1; }));
+  EXPECT_TRUE(server.draining());
+  auto ready = HttpGet("127.0.0.1", server.port(), "/readyz");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 503);
+  // A second request (kubelet retries) waits for the same drain.
+  std::thread b(
+      [&] { second = HttpGet("127.0.0.1", server.port(), "/drainz"); });
+  release.Open();
+  a.join();
+  b.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(first->body)["status"], "drained");
+  EXPECT_EQ(second->status, 200);
+  EXPECT_EQ(runs.load(), 1);
+  server.SetDrainHandler(nullptr);
+}
+
+TEST(MetricsServerDrainTest, FailedDrainIs500AndNoHandlerOnlyStopsReadiness) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  MetricsServerOptions mopts;
+  mopts.bind_address = "127.0.0.1";
+  mopts.port = 0;
+  auto plain = MetricsServer::Create(mopts, registry);
+  ASSERT_TRUE(plain.ok());
+  auto r = HttpGet("127.0.0.1", (*plain)->port(), "/drainz");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["status"], "draining");
+  EXPECT_TRUE((*plain)->draining());
+
+  auto failing = MetricsServer::Create(mopts, registry);
+  ASSERT_TRUE(failing.ok());
+  (*failing)->SetDrainHandler(
+      [] { return absl::DeadlineExceededError("2 handlers still running"); });
+  r = HttpGet("127.0.0.1", (*failing)->port(), "/drainz");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 500);
+  nlohmann::json body = nlohmann::json::parse(r->body);
+  EXPECT_EQ(body["status"], "drain failed");
+  EXPECT_EQ(body["error"], "DEADLINE_EXCEEDED: 2 handlers still running");
+
+  // Disabled: no such path.
+  mopts.drain_path = "";
+  auto disabled = MetricsServer::Create(mopts, registry);
+  ASSERT_TRUE(disabled.ok());
+  EXPECT_EQ((*disabled)->drain_url(), "");
+  r = HttpGet("127.0.0.1", (*disabled)->port(), "/drainz");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_FALSE((*disabled)->draining());
+}
+
 TEST(MetricsServerOptionsTest, BadOptionsAreRejected) {
   auto registry = std::make_shared<prometheus::Registry>();
   MetricsServerOptions bad_port;
@@ -272,6 +351,10 @@ TEST(MetricsServerOptionsTest, BadOptionsAreRejected) {
   absl::Status same = MetricsServer::Create(same_paths, registry).status();
   EXPECT_EQ(same.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(same.message(), HasSubstr("must differ"));
+  MetricsServerOptions drain_clash;
+  drain_clash.drain_path = drain_clash.path;
+  EXPECT_THAT(MetricsServer::Create(drain_clash, registry).status().message(),
+              HasSubstr("must differ"));
   MetricsServerOptions pattern_path;
   pattern_path.health_path = "/health*";
   EXPECT_EQ(MetricsServer::Create(pattern_path, registry).status().code(),

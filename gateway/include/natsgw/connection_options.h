@@ -42,12 +42,32 @@ struct ReconnectPolicy {
   size_t buffer_bytes = 8 << 20;
 };
 
+// How a connection proves who it is to the NATS server. Set at most one
+// kind: `user` with `password`, or `token`, or `creds_file`. All empty (the
+// default) means none, or whatever a server URL carries
+// ("nats://user:password@host:4222"). natsgw never writes these values to a
+// log, a metric or an error message.
+struct NatsCredentials {
+  // User name and password (the server's `authorization { users }`).
+  std::string user;
+  std::string password;
+  // Authentication token (the server's `authorization { token }`).
+  std::string token;
+  // Path of a NATS credentials file (a user JWT and its NKey seed, as `nsc`
+  // writes them) for decentralized authentication. The file is read when
+  // connecting and again on every reconnect, so a rotated file is picked up.
+  std::string creds_file;
+};
+
 struct ConnectionOptions {
   // Server URLs ("nats://host:port"); the connection picks among them and
   // fails over between them. Servers announced by the cluster are added.
   std::vector<std::string> servers = {"nats://127.0.0.1:4222"};
   // Client name shown by the server's monitoring endpoints (/connz).
   std::string name;
+  // Credentials, for servers that require them. A server that rejects them
+  // makes Create() fail with UNAUTHENTICATED.
+  NatsCredentials credentials;
   // Time allowed to establish the TCP connection and NATS handshake.
   absl::Duration connect_timeout = absl::Seconds(2);
   // If true, Create() succeeds even when no server is reachable yet and the

@@ -22,6 +22,15 @@
 // the rpc NATS connection is reconnecting"}}). Checks run on every request,
 // so the answer is never stale; they must be cheap and must not block.
 //
+// GET /drainz is the pre-stop hook (Kubernetes `lifecycle.preStop.httpGet`):
+// it calls SetDraining(), then runs the drain handler (SetDrainHandler), which
+// stops taking new work and finishes the work in hand, and answers 200
+// {"status":"drained"} once that is done (500 with the error if the handler
+// fails; {"status":"draining"} when no handler is set). The handler runs
+// once: a second request waits for the first one's result. Anyone who can
+// reach the port can drain the process, so keep the port inside the cluster
+// (natsgw's k8s/ NetworkPolicy admits only the monitoring namespace).
+//
 // Thread-safety: the server answers on its own threads; every method is safe
 // to call concurrently. Checks are called from those threads, concurrently
 // with each other. Destroying the server stops serving and waits for requests
@@ -51,6 +60,8 @@ struct MetricsServerOptions {
   std::string path = "/metrics";
   std::string health_path = "/healthz";
   std::string readiness_path = "/readyz";
+  // The pre-stop drain endpoint; empty disables it.
+  std::string drain_path = "/drainz";
   // Threads answering HTTP requests. Probes and scrapes are rare; two keep a
   // slow scrape from delaying a probe.
   int threads = 2;
@@ -59,6 +70,11 @@ struct MetricsServerOptions {
 // A readiness condition: OK when satisfied, otherwise a status whose message
 // says what is wrong (it is shown in the /readyz body).
 using ReadinessCheck = std::function<absl::Status()>;
+
+// Stops taking new work and waits for the work in hand; OK once drained. Runs
+// on a server thread and may block for as long as draining takes (keep it
+// below the orchestrator's grace period).
+using DrainHandler = std::function<absl::Status()>;
 
 class MetricsServer {
  public:
@@ -84,6 +100,12 @@ class MetricsServer {
   void SetDraining();
   bool draining() const;
 
+  // Sets (or, with nullptr, removes) what GET <drain_path> runs after
+  // SetDraining(). Waits for a drain handler that is running to return, so
+  // that whatever the old handler refers to may be destroyed afterwards.
+  // Must not be called from within the handler.
+  void SetDrainHandler(DrainHandler handler);
+
   // What /readyz reports: OK, or UNAVAILABLE listing every failing check.
   absl::Status Readiness() const;
 
@@ -93,6 +115,8 @@ class MetricsServer {
   std::string url() const;
   std::string health_url() const;
   std::string readiness_url() const;
+  // Empty when the drain endpoint is disabled.
+  std::string drain_url() const;
 
  private:
   class Impl;

@@ -16,10 +16,10 @@
 #include "natsgw/status_macros.h"
 
 ABSL_FLAG(std::optional<int>, metrics_port, std::nullopt,
-          "Port of the HTTP endpoint serving /metrics (Prometheus), /healthz "
-          "and /readyz; 0 picks a free port, -1 disables it. Default: 9090 "
-          "for user-service, 9091 for email-service (the local targets in "
-          "monitoring/prometheus/targets/)");
+          "Port of the HTTP endpoint serving /metrics (Prometheus), /healthz, "
+          "/readyz and /drainz; 0 picks a free port, -1 disables it. Default: "
+          "9090 for user-service, 9091 for email-service (the local targets "
+          "in monitoring/prometheus/targets/)");
 
 namespace natsgw::examples {
 

@@ -93,6 +93,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -986,6 +987,14 @@ int main(int argc, char** argv) {
       "Benchmarks natsgw against raw nats.c (and gRPC C++ where built) on a "
       "private nats-server; prints one JSON object per scenario and payload "
       "size.");
+  // --help lists natsgw-bench's own flags (Abseil's default filter expects
+  // a source file named after the binary, natsgw-bench.cc).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "tests/bench/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   return natsgw::bench::Run(argc, argv);
 }

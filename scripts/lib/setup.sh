@@ -2,8 +2,12 @@
 # Shared set-up for scripts/demo and scripts/test (sourced, not executed).
 #
 #   natsgw_install_packages   install missing Debian packages (idempotent)
-#   natsgw_install_npm        Node.js, npm and the npm packages of the nats.js
-#                             interop tests (tests/interop; idempotent)
+#   natsgw_install_runtime_packages
+#                             only what the built binaries load at run time
+#                             (the container image's runtime stage)
+#   natsgw_install_npm        Node.js, npm and the npm packages of the Node.js
+#                             tests (tests/interop, tests/k8s; idempotent)
+#   natsgw_check_kubectl      says so when kubectl (k8s/ tests) is missing
 #   natsgw_build [target...]  configure and build into $BUILD_DIR
 #
 # Environment:
@@ -30,48 +34,34 @@ NATSGW_PACKAGES=(
   curl ca-certificates
 )
 
+# What the built example services and natsgw-gen load at run time, and
+# nothing more: the container image's runtime stage (Dockerfile) installs
+# exactly these. They are the packages owning every shared library `ldd`
+# resolves for the binaries (libssl3 and libprotobuf-c1 through libnats),
+# less libc6, libgcc-s1 and libstdc++6, which every Debian image has (apt
+# depends on them). The test packaging.dockerfile (tests/packaging/docker)
+# keeps the list exact.
+NATSGW_RUNTIME_PACKAGES=(
+  libnats3.4 libssl3 libprotobuf-c1
+  libabsl20220623 libprometheus-cpp-core1.0 libcivetweb1
+)
+
 natsgw_log() { printf '==> %s\n' "$*" >&2; }
 
-natsgw_missing_packages() {
-  local pkg missing=()
-  for pkg in "${NATSGW_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-      missing+=("$pkg")
-    fi
-  done
-  printf '%s\n' "${missing[@]}"
-}
-
-natsgw_install_packages() {
+# natsgw_install_missing <what> <package...>: installs those of the packages
+# that are not installed yet (idempotent), naming <what> they are for.
+natsgw_install_missing() {
+  local what="$1"
+  shift
   if [[ "${NATSGW_SKIP_INSTALL:-0}" == "1" ]]; then
     return 0
   fi
   if ! command -v dpkg-query >/dev/null 2>&1; then
-    natsgw_log "not a Debian system: install the equivalents of: ${NATSGW_PACKAGES[*]}"
-    return 0
-  fi
-  local missing
-  mapfile -t missing < <(natsgw_missing_packages)
-  if [[ ${#missing[@]} -eq 0 || -z "${missing[0]}" ]]; then
-    return 0
-  fi
-  natsgw_apt_install "${missing[@]}"
-}
-
-# natsgw-bench's gRPC C++ comparison scenarios (scripts/bench) need gRPC and
-# protobuf; nothing else does, so they are not in NATSGW_PACKAGES.
-# Idempotent: installs only what is missing.
-natsgw_install_bench_packages() {
-  if [[ "${NATSGW_SKIP_INSTALL:-0}" == "1" ]]; then
-    return 0
-  fi
-  local packages=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev)
-  if ! command -v dpkg-query >/dev/null 2>&1; then
-    natsgw_log "not a Debian system: for the gRPC benchmarks install the equivalents of: ${packages[*]}"
+    natsgw_log "not a Debian system: for ${what} install the equivalents of: $*"
     return 0
   fi
   local pkg missing=()
-  for pkg in "${packages[@]}"; do
+  for pkg in "$@"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
       missing+=("$pkg")
     fi
@@ -80,6 +70,23 @@ natsgw_install_bench_packages() {
     return 0
   fi
   natsgw_apt_install "${missing[@]}"
+}
+
+natsgw_install_packages() {
+  natsgw_install_missing "the build, the tests and the demo" "${NATSGW_PACKAGES[@]}"
+}
+
+# natsgw-bench's gRPC C++ comparison scenarios (scripts/bench) need gRPC and
+# protobuf; nothing else does, so they are not in NATSGW_PACKAGES.
+natsgw_install_bench_packages() {
+  natsgw_install_missing "the gRPC benchmarks" \
+    libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+}
+
+# The runtime half of NATSGW_PACKAGES, for a machine or image that only runs
+# the built binaries (the Dockerfile's runtime stage).
+natsgw_install_runtime_packages() {
+  natsgw_install_missing "running the binaries" "${NATSGW_RUNTIME_PACKAGES[@]}"
 }
 
 # natsgw_apt_install <package...>: apt-get install, non-interactively, as
@@ -120,45 +127,55 @@ natsgw_apt_install() {
   return "${rc}"
 }
 
-# The nats.js interop tests (tests/interop) need node, and npm to install
-# the packages package-lock.json pins. Node is looked up on PATH rather than
-# in dpkg: a node installed some other way (NodeSource, nvm, a container
-# image) is used as it is, and Debian's nodejs/npm, which would conflict with
-# it, are installed only when there is no node at all. `npm ci` runs here, at
-# set-up time, so that building and testing never download anything; a stamp
-# in node_modules makes it run again only when the lock file changes.
+# The Node.js tests need node, and npm to install the packages each
+# package-lock.json pins: tests/interop (nats.js peers) and tests/k8s (the
+# offline manifest validator). Node is looked up on PATH rather than in dpkg:
+# a node installed some other way (NodeSource, nvm, a container image) is
+# used as it is, and Debian's nodejs/npm, which would conflict with it, are
+# installed only when there is no node at all. `npm ci` runs here, at set-up
+# time, so that building and testing never download anything; a stamp in
+# node_modules makes it run again only when the lock file changes.
 natsgw_install_npm() {
   if [[ "${NATSGW_SKIP_INSTALL:-0}" == "1" ]]; then
     return 0
   fi
-  local dir="${NATSGW_ROOT}/tests/interop"
-  local stamp="${dir}/node_modules/.natsgw-npm-ci.stamp"
-  local fresh=0
-  if [[ -f "${stamp}" && "${stamp}" -nt "${dir}/package-lock.json" &&
-        "${stamp}" -nt "${dir}/package.json" ]]; then
-    fresh=1
-  fi
   if ! command -v node >/dev/null 2>&1; then
     if ! command -v dpkg-query >/dev/null 2>&1; then
-      natsgw_log "not a Debian system: install Node.js (>= 18) and npm for the interop tests"
+      natsgw_log "not a Debian system: install Node.js (>= 18) and npm for the Node.js tests"
       return 0
     fi
     local packages=(nodejs)
     command -v npm >/dev/null 2>&1 || packages+=(npm)
-    natsgw_log "installing Node.js for the interop tests: ${packages[*]}"
+    natsgw_log "installing Node.js for the Node.js tests: ${packages[*]}"
     natsgw_apt_install "${packages[@]}"
   fi
-  if [[ "${fresh}" == "1" ]]; then
-    return 0
+  local name
+  for name in interop k8s; do
+    local dir="${NATSGW_ROOT}/tests/${name}"
+    local stamp="${dir}/node_modules/.natsgw-npm-ci.stamp"
+    if [[ -f "${stamp}" && "${stamp}" -nt "${dir}/package-lock.json" &&
+          "${stamp}" -nt "${dir}/package.json" ]]; then
+      continue
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+      natsgw_log "node is installed ($(command -v node)) but npm is not: install the npm that goes with it, then rerun"
+      return 1
+    fi
+    natsgw_log "installing the npm packages of tests/${name} (npm ci)"
+    # A failed or interrupted install leaves no stamp, so the next run
+    # retries.
+    (cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    touch "${stamp}"
+  done
+}
+
+# The k8s/ tests render the manifests with `kubectl kustomize`. Debian
+# bookworm has no kubectl package, so it is not installed here; without it
+# those tests fail and say so.
+natsgw_check_kubectl() {
+  if ! command -v kubectl >/dev/null 2>&1; then
+    natsgw_log "kubectl not found: the k8s manifest tests (ctest -L k8s) need it (Kubernetes' kubectl package, client only)"
   fi
-  if ! command -v npm >/dev/null 2>&1; then
-    natsgw_log "node is installed ($(command -v node)) but npm is not: install the npm that goes with it, then rerun"
-    return 1
-  fi
-  natsgw_log "installing the interop tests' npm packages (npm ci in tests/interop)"
-  # A failed or interrupted install leaves no stamp, so the next run retries.
-  (cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error) >&2
-  touch "${stamp}"
 }
 
 natsgw_build() {

@@ -222,10 +222,12 @@ absl::Status Run() {
   dead_letters.name = "DEAD_LETTERS";
   dead_letters.description = "Events no handler could process";
   dead_letters.subjects = {"dlq.>"};
+  dead_letters.replicas = StreamReplicas();
   NATSGW_RETURN_IF_ERROR(js->EnsureStream(dead_letters).status());
   KvIdempotencyOptions kv;
   kv.bucket = "email-service-idempotency";
   kv.ttl = absl::Hours(24);
+  kv.replicas = StreamReplicas();
   NATSGW_ASSIGN_OR_RETURN(std::shared_ptr<KvIdempotencyStore> handled,
                           KvIdempotencyStore::Create(*js, kv));
 

@@ -99,6 +99,10 @@ ABSL_FLAG(std::string, nats_token, "",
 ABSL_FLAG(std::string, nats_creds, "",
           "Path of a NATS credentials file (user JWT + NKey seed). Default: "
           "$NATS_CREDS");
+ABSL_FLAG(int, stream_replicas, 1,
+          "Replicas (1..5) of the JetStream streams and KV bucket the example "
+          "services declare; 3 on a 3-node cluster, so that one server may be "
+          "down. Every service must use the same value");
 ABSL_FLAG(natsgw::examples::LogFormat, log_format,
           natsgw::examples::LogFormat::kJson,
           "Format of the diagnostics on stderr: json (one JSON object per "
@@ -234,6 +238,8 @@ std::string RandomHex(int digits) {
   return out;
 }
 
+int StreamReplicas() { return absl::GetFlag(FLAGS_stream_replicas); }
+
 StreamConfig UsersEventsStream() {
   StreamConfig stream;
   stream.name = "USERS";
@@ -243,6 +249,7 @@ StreamConfig UsersEventsStream() {
   // Re-published events (same Nats-Msg-Id) within this window are stored
   // once; the e-mail service's idempotency store covers what comes later.
   stream.duplicate_window = absl::Minutes(2);
+  stream.replicas = StreamReplicas();
   return stream;
 }
 

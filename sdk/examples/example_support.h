@@ -103,6 +103,10 @@ void PrintLine(absl::string_view component, absl::string_view trace_id,
 // "123 us" below 10 ms, "12.3 ms" above.
 std::string FormatLatency(absl::Duration d);
 
+// --stream_replicas: the replicas of every stream and KV bucket the example
+// services declare (JetStream checks the range).
+int StreamReplicas();
+
 // The JetStream stream of user events (USERS, users.events.>): declared the
 // same way by the user service (which publishes to it) and the e-mail
 // service (which consumes it), so whichever starts first creates it and the

@@ -3,7 +3,8 @@
 // password: NATS URL and credentials from the environment (as a ConfigMap and
 // a Secret provide them), /healthz and /readyz on the metrics port, GET
 // /drainz as the preStop hook (drains, then answers; readiness goes 503), and
-// exit status 0 on the SIGTERM that follows.
+// exit status 0 on the SIGTERM that follows; and the prod overlay's
+// replicated streams on a 3-node cluster.
 #include <signal.h>
 
 #include <filesystem>
@@ -23,6 +24,8 @@
 #include "harness/nats_server.h"
 #include "harness/subprocess.h"
 #include "harness/sync_points.h"
+#include "natsgw/connection.h"
+#include "natsgw/jetstream.h"
 #include "nlohmann/json.hpp"
 
 namespace natsgw {
@@ -157,6 +160,85 @@ TEST_P(ServiceLifecycleTest,
   const std::string output = ReadFile(log());
   EXPECT_THAT(output, HasSubstr("UNAUTHENTICATED"));
   EXPECT_THAT(output, Not(HasSubstr("wrong-pw-0c4e")));
+}
+
+// The prod overlay's settings on a 3-node JetStream cluster: credentials
+// from the environment, every stream and the KV bucket replicated three
+// times (--stream_replicas=3), and the whole scenario working through it.
+TEST(ServiceLifecycleClusterTest,
+     ProdSettingsReplicateStreamsOnAThreeNodeCluster) {
+  testing::NatsServerOptions base;
+  base.extra_config = absl::StrCat("authorization { users: [ {user: ", kUser,
+                                   ", password: \"", kPassword, "\"} ] }\n");
+  auto cluster = testing::NatsCluster::Start(3, base);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const std::string dir = fs::temp_directory_path() /
+                          absl::StrCat("natsgw-lifecycle-cluster-", getpid(),
+                                       "-", absl::ToUnixNanos(absl::Now()));
+  fs::create_directories(dir + "/mail");
+  const std::vector<std::string> env = {
+      "/usr/bin/env", absl::StrCat("NATS_URL=", (*cluster)->urls()),
+      absl::StrCat("NATS_USER=", kUser),
+      absl::StrCat("NATS_PASSWORD=", kPassword)};
+  auto start = [&](const char* binary, std::vector<std::string> args,
+                   const std::string& log) {
+    std::vector<std::string> argv = env;
+    argv.push_back(binary);
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::BackgroundProcess::Start(argv, log);
+  };
+  auto ready = [](const std::string& log, const char* name) {
+    return testing::Eventually(
+        [&] {
+          return absl::StrContains(ReadFile(log), absl::StrCat(name, " ready"));
+        },
+        absl::Seconds(30));
+  };
+  auto users =
+      start(NATSGW_USER_SERVICE_BINARY,
+            {"--metrics_port=-1", "--stream_replicas=3"}, dir + "/user.log");
+  ASSERT_TRUE(users.ok()) << users.status();
+  ASSERT_TRUE(ready(dir + "/user.log", "user-service"))
+      << ReadFile(dir + "/user.log");
+  auto emails = start(NATSGW_EMAIL_SERVICE_BINARY,
+                      {"--metrics_port=-1", "--stream_replicas=3",
+                       absl::StrCat("--mail_dir=", dir, "/mail")},
+                      dir + "/email.log");
+  ASSERT_TRUE(emails.ok()) << emails.status();
+  ASSERT_TRUE(ready(dir + "/email.log", "email-service"))
+      << ReadFile(dir + "/email.log");
+
+  // The calls and the welcome e-mails, end to end through the cluster.
+  std::vector<std::string> client = env;
+  client.insert(client.end(), {NATSGW_REGISTER_USERS_BINARY, "--count=3",
+                               "--log_format=text"});
+  auto run = testing::RunProcess(client, absl::Seconds(60));
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->exit_code, 0) << run->output;
+
+  // Three replicas of everything the services declared.
+  ConnectionOptions options;
+  options.servers = (*cluster)->url_list();
+  options.credentials.user = kUser;
+  options.credentials.password = kPassword;
+  auto conn = Connection::Create(options);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  auto js = JetStream::Create(**conn);
+  ASSERT_TRUE(js.ok()) << js.status();
+  for (const char* stream :
+       {"USERS", "DEAD_LETTERS", "KV_email-service-idempotency"}) {
+    auto state = (*js)->GetStream(stream);
+    ASSERT_TRUE(state.ok()) << stream << ": " << state.status();
+    EXPECT_EQ(state->config.replicas, 3) << stream;
+  }
+
+  for (auto* p : {users->get(), emails->get()}) {
+    p->Signal(SIGTERM);
+    absl::StatusOr<int> exit_code = p->Wait(absl::Seconds(30));
+    ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+    EXPECT_EQ(*exit_code, 0);
+  }
+  fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(

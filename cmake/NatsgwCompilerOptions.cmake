@@ -8,7 +8,11 @@ set(NATSGW_COMPILE_FLAGS
     # Source paths relative to the checkout in __FILE__ (diagnostics, --help
     # output): the build machine's directory layout does not leak into
     # binaries, and builds are reproducible.
-    -ffile-prefix-map=${PROJECT_SOURCE_DIR}/=)
+    -ffile-prefix-map=${PROJECT_SOURCE_DIR}/=
+    # The same for a build tree outside the checkout (generated sources,
+    # debug info of the installed libraries). GCC applies the last matching
+    # map, so a build tree inside the checkout becomes "." too.
+    -ffile-prefix-map=${PROJECT_BINARY_DIR}=.)
 if(NATSGW_WERROR)
   list(APPEND NATSGW_COMPILE_FLAGS -Werror)
 endif()

@@ -1,5 +1,7 @@
 # natsgw_generate: build-time code generation for FlatBuffers schemas, typed
-# RPC stubs included.
+# RPC stubs included. Defined in natsgw's own build and by
+# find_package(natsgw) for projects using the installed SDK (which need
+# flatc, Debian package flatbuffers-compiler, on PATH).
 #
 #   natsgw_generate(TARGET <name>
 #     SCHEMAS <file.fbs>...            # absolute, or relative to the current

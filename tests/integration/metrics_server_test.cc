@@ -27,15 +27,21 @@ using ::natsgw::testing::NatsServerTest;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
+// Options for a server on a free loopback port.
+MetricsServerOptions LoopbackOptions() {
+  MetricsServerOptions options;
+  options.bind_address = "127.0.0.1";
+  options.port = 0;
+  return options;
+}
+
 class MetricsServerTest : public NatsServerTest {
  protected:
   // A server on a free loopback port for `registry`.
   static std::unique_ptr<MetricsServer> StartServer(
       std::shared_ptr<prometheus::Registry> registry) {
-    MetricsServerOptions mopts;
-    mopts.bind_address = "127.0.0.1";
-    mopts.port = 0;
-    auto metrics = MetricsServer::Create(mopts, std::move(registry));
+    auto metrics =
+        MetricsServer::Create(LoopbackOptions(), std::move(registry));
     EXPECT_TRUE(metrics.ok()) << metrics.status();
     return metrics.ok() ? *std::move(metrics) : nullptr;
   }
@@ -259,9 +265,7 @@ TEST_F(MetricsServerTest, ScrapeShowsLatencyHistogramsOfRealTraffic) {
 
 TEST(MetricsServerDrainTest, DrainzRunsTheHandlerOnceAndAnswersWhenDrained) {
   auto registry = std::make_shared<prometheus::Registry>();
-  MetricsServerOptions mopts;
-  mopts.bind_address = "127.0.0.1";
-  mopts.port = 0;
+  MetricsServerOptions mopts = LoopbackOptions();
   mopts.threads = 3;
   auto metrics = MetricsServer::Create(mopts, registry);
   ASSERT_TRUE(metrics.ok()) << metrics.status();
@@ -303,9 +307,7 @@ TEST(MetricsServerDrainTest, DrainzRunsTheHandlerOnceAndAnswersWhenDrained) {
 
 TEST(MetricsServerDrainTest, FailedDrainIs500AndNoHandlerOnlyStopsReadiness) {
   auto registry = std::make_shared<prometheus::Registry>();
-  MetricsServerOptions mopts;
-  mopts.bind_address = "127.0.0.1";
-  mopts.port = 0;
+  MetricsServerOptions mopts = LoopbackOptions();
   auto plain = MetricsServer::Create(mopts, registry);
   ASSERT_TRUE(plain.ok());
   auto r = HttpGet("127.0.0.1", (*plain)->port(), "/drainz");
@@ -369,9 +371,7 @@ TEST(MetricsServerOptionsTest, BadOptionsAreRejected) {
 
 TEST(MetricsServerOptionsTest, PortInUseIsUnavailable) {
   auto registry = std::make_shared<prometheus::Registry>();
-  MetricsServerOptions opts;
-  opts.bind_address = "127.0.0.1";
-  opts.port = 0;
+  MetricsServerOptions opts = LoopbackOptions();
   auto first = MetricsServer::Create(opts, registry);
   ASSERT_TRUE(first.ok());
   opts.port = (*first)->port();

@@ -288,26 +288,25 @@ test("a kubectl bundling a kustomize older than v5 is refused", () => {
   }
 });
 
-test("fixture overlay good: no failure", async () => {
-  const result = await checkOverlay({
-    name: "fixture-good",
-    dir: path.join(here, "fixtures", "good"),
+// Checks the overlay tests/k8s/fixtures/<name> as a non-project overlay.
+function checkFixture(name) {
+  return checkOverlay({
+    name: `fixture-${name}`,
+    dir: path.join(here, "fixtures", name),
     root,
     version: FIXTURE_VERSION,
     project: false,
   });
+}
+
+test("fixture overlay good: no failure", async () => {
+  const result = await checkFixture("good");
   expectExactly(result.errors, []);
   assert(result.objects.length >= 10 && result.ctx.natsConfigs === 1 && result.ctx.rules === 1, "good fixture not fully checked");
 });
 
 test("fixture overlay bad: every defect named", async () => {
-  const result = await checkOverlay({
-    name: "fixture-bad",
-    dir: path.join(here, "fixtures", "bad"),
-    root,
-    version: FIXTURE_VERSION,
-    project: false,
-  });
+  const result = await checkFixture("bad");
   expectExactly(result.errors, [
     /printed a warning: .*'commonLabels' is deprecated/,
     /^Deployment\/echo: schema: .*spec\/minReadySeconds must be integer/,

@@ -2,6 +2,7 @@
 // Connection::Serve. The documents and validation are in service_json.cc.
 #include "natsgw/service.h"
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "natsgw/message_id.h"
 #include "natsgw/status_macros.h"
 #include "service_json.h"
@@ -34,6 +36,19 @@ class Service::Impl {
     absl::Status status = SubscribeAll(conn);
     if (!status.ok()) Stop();
     return status;
+  }
+
+  absl::Status Drain(absl::Duration timeout) {
+    for (const auto& sub : control_) sub->Unsubscribe().IgnoreError();
+    // One deadline for all: the caller's grace period covers the whole.
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::Status first;
+    for (const auto& sub : endpoints_) {
+      absl::Status s =
+          sub->Drain(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+      if (first.ok()) first = s;
+    }
+    return first;
   }
 
   void Stop() {
@@ -166,6 +181,10 @@ Service::Service(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Service::~Service() { Stop(); }
 
 void Service::Stop() { impl_->Stop(); }
+
+absl::Status Service::Drain(absl::Duration timeout) {
+  return impl_->Drain(timeout);
+}
 
 const std::string& Service::id() const { return impl_->id(); }
 

@@ -73,8 +73,11 @@ struct Recipient {
 };
 
 // Hands the e-mail to the transport: with --mail_dir, a file named after
-// `key` created exclusively (O_EXCL), so the transport itself refuses a second
-// copy of the same e-mail. Returns false if it already had it.
+// `key`, so the transport itself refuses a second copy of the same e-mail.
+// Returns false if it already had it. The e-mail is written to a temporary
+// file first and then hard-linked into place (link() fails if the name
+// exists): a crash mid-write leaves a stray ".*.tmp" file, never a partial
+// e-mail that would make the transport refuse the complete one.
 absl::StatusOr<bool> Transport(absl::string_view key, const Recipient& to,
                                absl::string_view email_id) {
   if (const int ms = absl::GetFlag(FLAGS_send_delay_ms); ms > 0) {
@@ -90,11 +93,13 @@ absl::StatusOr<bool> Transport(absl::string_view key, const Recipient& to,
     }
   }
   const std::string path = absl::StrCat(dir, "/", name, ".eml");
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0 && errno == EEXIST) return false;
+  if (access(path.c_str(), F_OK) == 0) return false;
+  const std::string tmp =
+      absl::StrCat(dir, "/.", name, ".", RandomHex(8), ".tmp");
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) {
     return absl::UnavailableError(
-        absl::StrCat("mail spool: ", path, ": ", std::strerror(errno)));
+        absl::StrCat("mail spool: ", tmp, ": ", std::strerror(errno)));
   }
   const std::string mail = absl::StrCat(
       "Message-Id: ", email_id, "\nUser-Id: ", to.user_id, "\nTo: ", to.email,
@@ -104,8 +109,16 @@ absl::StatusOr<bool> Transport(absl::string_view key, const Recipient& to,
                        fsync(fd) == 0;
   close(fd);
   if (!written) {
-    unlink(path.c_str());
-    return absl::UnavailableError(absl::StrCat("mail spool: writing ", path));
+    unlink(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat("mail spool: writing ", tmp));
+  }
+  const int linked = link(tmp.c_str(), path.c_str());
+  const int link_errno = errno;
+  unlink(tmp.c_str());
+  if (linked != 0 && link_errno == EEXIST) return false;
+  if (linked != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("mail spool: ", path, ": ", std::strerror(link_errno)));
   }
   return true;
 }
@@ -263,7 +276,9 @@ absl::Status Run() {
         if (absl::Status s = events->Stop(absl::Seconds(10)); !s.ok()) {
           PrintLine(kComponent, "-", s.ToString());
         }
-        service->Stop();
+        if (absl::Status s = service->Drain(absl::Seconds(5)); !s.ok()) {
+          PrintLine(kComponent, "-", s.ToString());
+        }
       });
   return absl::OkStatus();
 }

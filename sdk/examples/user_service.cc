@@ -161,8 +161,14 @@ absl::Status Run() {
   options.version = Version();
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
                           users.Start(*runtime.connection, options));
-  RunUntilShutdown("user-service", DescribeService(*service), runtime,
-                   [&service] { service->Stop(); });
+  RunUntilShutdown(
+      "user-service", DescribeService(*service), runtime, [&service] {
+        // New requests go to the other instances of queue group "q"; the
+        // ones already here are answered first.
+        if (absl::Status s = service->Drain(absl::Seconds(10)); !s.ok()) {
+          PrintLine(kComponent, "-", s.ToString());
+        }
+      });
   return absl::OkStatus();
 }
 

@@ -9,8 +9,10 @@
 #include <prometheus/text_serializer.h>
 
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server_fixture.h"
+#include "harness/sync_points.h"
 #include "natsgw/connection.h"
 #include "natsgw/logger.h"
 #include "natsgw/message_id.h"
@@ -368,6 +371,71 @@ TEST_F(ServiceTest, StopUnsubscribesEverythingAndIsIdempotent) {
   EXPECT_EQ(service->stats()[0].num_requests, 1);
   EXPECT_THAT(service->StatsJson(), HasSubstr(R"("num_requests":1,)"));
   service.reset();  // the destructor stops again: harmless
+}
+
+TEST_F(ServiceTest, DrainAnswersRequestsInHandBeforeStopping) {
+  auto conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  auto caller = Connect();
+  ASSERT_NE(caller, nullptr);
+  testing::Gate release;
+  testing::Latch started(2);
+  ServiceConfig config;
+  config.name = "slow";
+  config.version = "1.0.0";
+  EndpointConfig work;
+  work.name = "work";
+  work.subject = "slow.work";
+  // Two workers: both requests are in hand when the drain starts.
+  ServeOptions serve;
+  serve.workers = 2;
+  work.serve = serve;
+  work.handler = [&](const Message& m) -> absl::StatusOr<Reply> {
+    started.CountDown();
+    release.Wait();
+    return Reply{absl::StrCat("done:", m.data), {}};
+  };
+  config.endpoints.push_back(std::move(work));
+  auto service = Service::Start(*conn, std::move(config));
+  ASSERT_TRUE(service.ok()) << service.status();
+
+  std::vector<absl::StatusOr<Message>> replies;
+  std::mutex mu;
+  for (const char* data : {"a", "b"}) {
+    ASSERT_TRUE(caller
+                    ->RequestAsync("slow.work", data, kWait, {},
+                                   [&](absl::StatusOr<Message> reply) {
+                                     std::lock_guard<std::mutex> lock(mu);
+                                     replies.push_back(std::move(reply));
+                                   })
+                    .ok());
+  }
+  ASSERT_TRUE(started.Wait());
+
+  absl::Status drained;
+  std::thread drainer([&] { drained = (*service)->Drain(kWait); });
+  // Control subjects go first: the instance is no longer discoverable while
+  // its requests are still being answered.
+  EXPECT_TRUE(testing::Eventually([&] {
+    return caller->Request("$SRV.PING.slow", "", absl::Milliseconds(200))
+               .status()
+               .code() == absl::StatusCode::kUnavailable;
+  }));
+  release.Open();
+  drainer.join();
+  EXPECT_TRUE(drained.ok()) << drained;
+  ASSERT_TRUE(testing::Eventually([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return replies.size() == 2;
+  }));
+  for (const auto& reply : replies) {
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_THAT(reply->data, ::testing::StartsWith("done:"));
+  }
+  // Drained means stopped: nobody serves the endpoint any more.
+  EXPECT_EQ(caller->Request("slow.work", "c", kWait).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE((*service)->Drain(kWait).ok());  // a no-op now
 }
 
 TEST_F(ServiceTest, InvalidConfigSubscribesNothing) {

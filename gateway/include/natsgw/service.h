@@ -94,6 +94,16 @@ class Service {
   // handlers. Idempotent.
   void Stop();
 
+  // Stops gracefully (for a rolling update): unsubscribes the control
+  // subjects at once (the instance stops being discoverable), then drains
+  // every endpoint (Subscription::Drain): the server sends it no new
+  // requests, and those already received are handled and answered within
+  // `timeout` in all. Returns OK when every request was answered,
+  // DEADLINE_EXCEEDED naming what was not (those were answered CANCELLED),
+  // or the first error. Afterwards the service is stopped; Stop() and Drain()
+  // are no-ops. Must not be called from one of the service's handlers.
+  absl::Status Drain(absl::Duration timeout);
+
   // This instance's id: 22 characters [0-9A-Za-z], unique per Start().
   const std::string& id() const;
   const ServiceConfig& config() const;

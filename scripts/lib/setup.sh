@@ -141,13 +141,20 @@ natsgw_install_npm() {
   fi
   if ! command -v node >/dev/null 2>&1; then
     if ! command -v dpkg-query >/dev/null 2>&1; then
-      natsgw_log "not a Debian system: install Node.js (>= 18) and npm for the Node.js tests"
+      natsgw_log "not a Debian system: install Node.js (>= 20) and npm for the Node.js tests"
       return 0
     fi
     local packages=(nodejs)
     command -v npm >/dev/null 2>&1 || packages+=(npm)
     natsgw_log "installing Node.js for the Node.js tests: ${packages[*]}"
     natsgw_apt_install "${packages[@]}"
+  fi
+  # Debian bookworm's own nodejs is 18; the k8s/ validator's packages need
+  # 20 or newer (the interop tests run on 18).
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [[ "${major}" -lt 20 ]]; then
+    natsgw_log "Node.js $(node --version 2>/dev/null) is older than 20: the k8s/ tests (ctest -L k8s) need Node.js 20 or newer"
   fi
   local name
   for name in interop k8s; do

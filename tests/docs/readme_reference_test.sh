@@ -47,11 +47,15 @@ config="$(section "Configuration reference")"
 runbook="$(section "Operations runbook")"
 deploy="$(section "Deploy on Kubernetes")"
 
-# documented <section text> <name> <what>: the name must appear in backticks
-# (alone or at the start of a longer code span such as `--count=3`).
+# documented <section text> <name> <what>: the name must appear as a code
+# span of its own (`name`), or at the start of one followed by "=", a space
+# or a comma (`--count=3`, `--nats_user`, ...): `nats` is not documented by
+# `nats-headless`, nor --foo by --foo_bar.
 documented() {
   local text="$1" name="$2" what="$3"
-  if ! grep -qF -- "\`${name}" <<<"${text}"; then
+  local escaped
+  escaped="$(sed 's/[].[\*^$+?(){}|]/\\&/g' <<<"${name}")"
+  if ! grep -qE -- "\`${escaped}(\`|=|,|[[:space:]])" <<<"${text}"; then
     fail "${what} ${name} is not in README.md's section"
   fi
 }
@@ -95,6 +99,10 @@ vars="$(
       "${source_dir}/gateway" "${source_dir}/sdk" "${source_dir}/tests/harness" |
     grep -oE '"[A-Z_]+"' | tr -d '"'
   grep -rhoE '\$\{[A-Z_]+:-' "${source_dir}/scripts" | sed 's/^\${//; s/:-$//'
+  # CMake scripts run by the tests ($ENV{VAR}).
+  grep -rhoE '\$ENV\{[A-Z_]+\}' --include='*.cmake' --include=CMakeLists.txt \
+      "${source_dir}/cmake" "${source_dir}/tests" |
+    sed 's/^\$ENV{//; s/}$//'
 )"
 for var in $(sort -u <<<"${vars}"); do
   [[ "${internal_vars}" == *" ${var} "* ]] && continue
@@ -115,7 +123,7 @@ for option in $(grep -rhoE '(option|set)\((NATSGW_[A-Z_]+)[^)]*(CACHE|"|\$\{)' \
 done
 
 # Alerts.
-for alert in $(grep -hoE 'alert: [A-Za-z]+' \
+for alert in $(grep -hoE 'alert: [A-Za-z0-9]+' \
                  "${source_dir}"/monitoring/prometheus/rules/*.yml | cut -d' ' -f2); do
   documented "${runbook}" "${alert}" "alert"
 done
@@ -136,6 +144,9 @@ if command -v kubectl >/dev/null 2>&1; then
       sed -E 's/-[a-z0-9]{10}$//' | sort -u)"
     for object in ${names}; do
       documented "${deploy}" "${object#*/}" "$(basename "${overlay}") overlay's ${object%%/*}"
+      if ! grep -q "${object%%/*}" <<<"${deploy}"; then
+        fail "$(basename "${overlay}") overlay renders a ${object%%/*}, a kind README.md's section never names"
+      fi
     done
   done
 else

@@ -176,6 +176,11 @@ TEST(ServiceLifecycleClusterTest,
                           absl::StrCat("natsgw-lifecycle-cluster-", getpid(),
                                        "-", absl::ToUnixNanos(absl::Now()));
   fs::create_directories(dir + "/mail");
+  // Removed however the test ends.
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() { fs::remove_all(path); }
+  } remove_dir{dir};
   const std::vector<std::string> env = {
       "/usr/bin/env", absl::StrCat("NATS_URL=", (*cluster)->urls()),
       absl::StrCat("NATS_USER=", kUser),
@@ -238,7 +243,6 @@ TEST(ServiceLifecycleClusterTest,
     ASSERT_TRUE(exit_code.ok()) << exit_code.status();
     EXPECT_EQ(*exit_code, 0);
   }
-  fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(

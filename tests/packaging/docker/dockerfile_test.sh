@@ -124,7 +124,10 @@ fi
 if [[ ${#build_packages[@]} -eq 0 ]]; then
   fail "${setup} defines no (or an empty) NATSGW_PACKAGES"
 fi
-if setup_function natsgw_install_runtime_packages | grep -q 'NATSGW_RUNTIME_PACKAGES'; then
+# Captured first: with pipefail, `grep -q` exiting at the first match could
+# fail the pipeline through the writer's SIGPIPE.
+runtime_function="$(setup_function natsgw_install_runtime_packages)"
+if grep -q 'NATSGW_RUNTIME_PACKAGES' <<<"${runtime_function}"; then
   pass "setup.sh: natsgw_install_runtime_packages installs NATSGW_RUNTIME_PACKAGES"
 else
   fail "setup.sh: no natsgw_install_runtime_packages installing NATSGW_RUNTIME_PACKAGES"

@@ -1,11 +1,8 @@
 #include "natsgw/connection.h"
 
 #include <prometheus/registry.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <exception>
 #include <string>
 #include <vector>
@@ -17,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "call_context.h"
 #include "connection_impl.h"
+#include "nats_auth.h"
 #include "nats_message.h"
 #include "nats_status.h"
 #include "natsgw/json_logger.h"
@@ -67,27 +65,6 @@ std::string LaneUrl(natsConnection* nc) {
   return RedactUrl(buffer);
 }
 
-// The values themselves never appear in a message: only which field is wrong.
-absl::Status ValidateCredentials(const NatsCredentials& c) {
-  const int kinds = (!c.user.empty() || !c.password.empty() ? 1 : 0) +
-                    (!c.token.empty() ? 1 : 0) +
-                    (!c.creds_file.empty() ? 1 : 0);
-  if (kinds > 1) {
-    return absl::InvalidArgumentError(
-        "credentials: set only one of user/password, token and creds_file");
-  }
-  if (c.user.empty() != c.password.empty()) {
-    return absl::InvalidArgumentError(
-        "credentials: user and password must be given together");
-  }
-  if (!c.creds_file.empty() && access(c.creds_file.c_str(), R_OK) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("credentials: cannot read the creds_file \"", c.creds_file,
-                     "\": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateOptions(const ConnectionOptions& o) {
   if (o.servers.empty()) {
     return absl::InvalidArgumentError(
@@ -124,7 +101,8 @@ absl::Status ValidateOptions(const ConnectionOptions& o) {
         "reconnect.buffer_bytes must be below 2 GiB");
   }
   NATSGW_RETURN_IF_ERROR(ValidateTraceSampleRatio(o.trace_sample_ratio));
-  NATSGW_RETURN_IF_ERROR(ValidateCredentials(o.credentials));
+  NATSGW_RETURN_IF_ERROR(internal::ValidateCredentials(o.credentials));
+  NATSGW_RETURN_IF_ERROR(internal::ValidateTls(o.tls));
   return absl::OkStatus();
 }
 
@@ -229,19 +207,9 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
                                : absl::StrCat(options_.name, "/", lane.name);
   const ReconnectPolicy& r = options_.reconnect;
   if (!name.empty()) s = natsOptions_SetName(opts.get(), name.c_str());
-  const NatsCredentials& credentials = options_.credentials;
-  if (s == NATS_OK && !credentials.user.empty()) {
-    s = natsOptions_SetUserInfo(opts.get(), credentials.user.c_str(),
-                                credentials.password.c_str());
-  }
-  if (s == NATS_OK && !credentials.token.empty()) {
-    s = natsOptions_SetToken(opts.get(), credentials.token.c_str());
-  }
-  if (s == NATS_OK && !credentials.creds_file.empty()) {
-    // One file holds both the JWT and the seed.
-    s = natsOptions_SetUserCredentialsFromFiles(
-        opts.get(), credentials.creds_file.c_str(), nullptr);
-  }
+  if (s == NATS_OK)
+    s = internal::ApplyCredentials(opts.get(), options_.credentials);
+  if (s == NATS_OK) s = internal::ApplyTls(opts.get(), options_.tls);
   if (s == NATS_OK) {
     s = natsOptions_SetTimeout(opts.get(),
                                ToMillisRoundUp(options_.connect_timeout));

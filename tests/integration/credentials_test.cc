@@ -130,7 +130,7 @@ TEST(CredentialsTest, MixedOrIncompleteCredentialsAreRejectedBeforeConnecting) {
   s = Connection::Create(options).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()),
-              HasSubstr("cannot read the creds_file \"/nonexistent/natsgw/"
+              HasSubstr("creds_file: cannot read \"/nonexistent/natsgw/"
                         "user.creds\""));
 }
 

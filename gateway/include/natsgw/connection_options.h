@@ -43,10 +43,11 @@ struct ReconnectPolicy {
 };
 
 // How a connection proves who it is to the NATS server. Set at most one
-// kind: `user` with `password`, or `token`, or `creds_file`. All empty (the
-// default) means none, or whatever a server URL carries
-// ("nats://user:password@host:4222"). natsgw never writes these values to a
-// log, a metric or an error message.
+// kind: `user` with `password`, or `token`, or `creds_file`, or `nkey` with
+// `nkey_seed_file`. All empty (the default) means none, or whatever a server
+// URL carries ("nats://user:password@host:4222"). A client certificate
+// (TlsOptions) may come on top. natsgw never writes these values to a log, a
+// metric or an error message.
 struct NatsCredentials {
   // User name and password (the server's `authorization { users }`).
   std::string user;
@@ -57,6 +58,30 @@ struct NatsCredentials {
   // writes them) for decentralized authentication. The file is read when
   // connecting and again on every reconnect, so a rotated file is picked up.
   std::string creds_file;
+  // NKey authentication (the server's `authorization { users: [{nkey: ...}]
+  // }`): the user's public NKey ("U..."), and the path of the file holding its
+  // seed ("SU..."), read when connecting and on every reconnect to sign the
+  // server's nonce.
+  std::string nkey;
+  std::string nkey_seed_file;
+};
+
+// TLS to the NATS server. Off unless a field is set (or a server URL starts
+// with tls://); then the connection is encrypted and the server's
+// certificate is verified, never falling back to plain text.
+struct TlsOptions {
+  // Require TLS even with no other field set (the system's CA store then
+  // verifies the server).
+  bool enabled = false;
+  // PEM file of the CA(s) that signed the server's certificate.
+  std::string ca_file;
+  // Client certificate and its private key (PEM), for servers that verify
+  // clients (mutual TLS, `tls { verify: true }`). Both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // The name the server's certificate must carry, when it differs from the
+  // host in the URL (e.g. connecting by IP address).
+  std::string expected_hostname;
 };
 
 struct ConnectionOptions {
@@ -68,6 +93,8 @@ struct ConnectionOptions {
   // Credentials, for servers that require them. A server that rejects them
   // makes Create() fail with UNAUTHENTICATED.
   NatsCredentials credentials;
+  // TLS, for servers that offer or require it.
+  TlsOptions tls;
   // Time allowed to establish the TCP connection and NATS handshake.
   absl::Duration connect_timeout = absl::Seconds(2);
   // If true, Create() succeeds even when no server is reachable yet and the

@@ -391,6 +391,11 @@ absl::Status Connection::Impl::Readiness() const {
     for (const internal::Lane* lane : {rpc_.get(), publish_}) {
       if (lane == nullptr || lane->nc == nullptr) continue;
       if (natsConnection_Status(lane->nc) != NATS_CONN_STATUS_CONNECTED) {
+        if (lane->auth_refused.load()) {
+          return absl::UnauthenticatedError(absl::StrCat(
+              "the ", lane->name, " NATS connection is ",
+              ConnectionStateName(st), ": the server refused its credentials"));
+        }
         return absl::UnavailableError(absl::StrCat("the ", lane->name,
                                                    " NATS connection is ",
                                                    ConnectionStateName(st)));
@@ -469,6 +474,7 @@ void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
   // A different server may have a different limit.
   lane->RefreshMaxPayload(nc);
+  lane->auth_refused.store(false);
   lane->owner->MarkUp(*lane);
   // nats.c has subscribed the inbox again; if it is still refused, the
   // server says so again.
@@ -481,6 +487,14 @@ void Connection::Impl::OnReconnected(natsConnection* nc, void* closure) {
 void Connection::Impl::OnClosed(natsConnection*, void* closure) {
   auto* lane = static_cast<Lane*>(closure);
   lane->owner->MarkDown(*lane);
+  if (lane->auth_refused.load() && !lane->owner->closed_.load()) {
+    lane->owner->Log(
+        absl::LogSeverity::kError,
+        absl::StrCat("the NATS server refused the credentials of the ",
+                     lane->name,
+                     " connection again while reconnecting; it is closed and "
+                     "will not retry (fix the credentials and restart)"));
+  }
   lane->closed.Notify();
 }
 
@@ -499,6 +513,7 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
     if (s != nullptr) subject = s;
   }
   const absl::StatusCode code = internal::StatusCodeFromNats(err);
+  if (err == NATS_CONNECTION_AUTH_FAILED) lane->auth_refused.store(true);
   if (err == NATS_SLOW_CONSUMER) {
     lane->last_slow_consumer_ns.store(absl::ToUnixNanos(absl::Now()));
     self->metrics_->RecordSlowConsumer(lane->name);
@@ -506,6 +521,17 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
   if (err == NATS_NOT_PERMITTED && lane == self->rpc_.get() &&
       !detail.empty()) {
     self->FailDenied(detail);
+  }
+  if (err == NATS_NOT_PERMITTED) {
+    // A refused subscription, on either lane: Subscribe is waiting for it.
+    constexpr char kMarker[] = "Subscription to \"";
+    if (const size_t at = detail.find(kMarker); at != std::string::npos) {
+      const size_t from = at + sizeof(kMarker) - 1;
+      const size_t end = detail.find('"', from);
+      if (end != std::string::npos) {
+        self->denied_.Record(detail.substr(from, end - from));
+      }
+    }
   }
   // A slow consumer concerns a subscription; a permission violation whatever
   // was last attempted (nats.c cannot tell which).
@@ -903,6 +929,7 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
       std::string(queue_group), std::move(message_handler),
       std::move(request_handler), &metrics_->ForPattern(label), serve,
       *std::move(queue));
+  const uint64_t denied_before = denied_.seq();
   if (absl::Status s = core->Start(lane->nc); !s.ok()) {
     return Fail(Operation::kSubscribe, s);
   }
@@ -919,6 +946,24 @@ absl::StatusOr<std::unique_ptr<Subscription>> Connection::Impl::Subscribe(
       return Fail(Operation::kSubscribe,
                   NatsError(s, absl::StrCat("confirming the subscription to '",
                                             subject, "' with the server")));
+    }
+    // The server answers the PING only after refusing the subscription, if
+    // it does, so by now nats.c's last error names it. Only then wait for
+    // the error callback to confirm it is this refusal, not an older one:
+    // accepted subscriptions never wait.
+    const char* last = nullptr;
+    natsConnection_GetLastError(lane->nc, &last);
+    const bool mentioned =
+        last != nullptr &&
+        absl::StrContains(last,
+                          absl::StrCat("Subscription to \"", subject, "\""));
+    if (mentioned &&
+        denied_.WaitFor(subject, denied_before, options_.connect_timeout)) {
+      handle.reset();
+      return Fail(Operation::kSubscribe,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "the NATS server refused the subscription to '", subject,
+                      "': no permission to subscribe to this subject")));
     }
   }
   return handle;

@@ -18,6 +18,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "denied_subscriptions.h"
 #include "endpoint_stats_recorder.h"
 #include "metrics.h"
 #include "natsgw/connection.h"
@@ -76,6 +77,10 @@ struct Lane {
   // When nats.c last reported a slow consumer on this lane (absl::ToUnixNanos;
   // 0 for never), for readiness.
   std::atomic<int64_t> last_slow_consumer_ns{0};
+  // The server refused this lane's credentials since it last connected
+  // (nats.c closes the connection when a reconnect is refused again, rather
+  // than retrying forever), for readiness and the closing log line.
+  std::atomic<bool> auth_refused{false};
 
   // `connection` is this lane's; passed in because nats.c's first
   // "connected" callback can run before natsConnection_Connect returns it.
@@ -371,6 +376,8 @@ class Connection::Impl {
   std::unique_ptr<internal::RequestMux> mux_;
   std::mutex reply_sub_mu_;
   bool reply_sub_started_ ABSL_GUARDED_BY(reply_sub_mu_) = false;
+  // Subscriptions the server refused (see Subscribe).
+  internal::DeniedSubscriptions denied_;
   std::atomic<bool> closed_{false};
   std::mutex close_mu_;
 };

@@ -1,6 +1,10 @@
 // Authentication against a real nats-server: user/password and token
 // credentials connect, wrong or missing ones fail with UNAUTHENTICATED, and
 // no secret appears in an error message.
+#include <signal.h>
+
+#include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -8,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/nats_server.h"
+#include "harness/sync_points.h"
 #include "natsgw/connection.h"
 
 namespace natsgw {
@@ -86,6 +91,79 @@ TEST(CredentialsTest, UserAndPasswordConnectAndWrongOnesAreUnauthenticated) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), absl::StatusCode::kUnauthenticated)
       << none.status();
+}
+
+// The server stops accepting the connection's password (rotated, then the
+// configuration reloaded): the server drops the client, and every reconnect
+// is refused. The connection must give up and say why, not hammer the
+// server forever.
+TEST(CredentialsTest, RevokedPasswordEndsTheConnectionWithoutAReconnectStorm) {
+  auto server = StartServer(
+      absl::StrCat("authorization { users: [ {user: alice, password: \"",
+                   kPassword, "\"} ] }\n"));
+  ASSERT_NE(server, nullptr);
+  ConnectionOptions options =
+      Options(*server, UserPassword("alice", kPassword));
+  options.reconnect.wait = absl::Milliseconds(50);
+  options.reconnect.jitter = absl::Milliseconds(10);
+  auto conn = Connection::Create(options);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+
+  // Rotate the password in the server's configuration and reload it.
+  const std::string path = absl::StrCat(server->dir(), "/nats-server.conf");
+  std::string conf;
+  {
+    std::ifstream in(path);
+    conf.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t at = conf.find(kPassword);
+  ASSERT_NE(at, std::string::npos);
+  conf.replace(at, strlen(kPassword), "rotated-password-91d2");
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << conf;
+  }
+  ASSERT_EQ(kill(server->pid(), SIGHUP), 0);
+
+  // nats.c closes a connection whose reconnect is refused a second time:
+  // within a few attempts, not after retrying forever.
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return (*conn)->state() == ConnectionState::kClosed; },
+      absl::Seconds(10)))
+      << static_cast<int>((*conn)->state());
+  const absl::Status ready = (*conn)->Readiness();
+  EXPECT_EQ(ready.code(), absl::StatusCode::kUnauthenticated) << ready;
+  EXPECT_THAT(std::string(ready.message()),
+              HasSubstr("the server refused its credentials"));
+  EXPECT_THAT(std::string(ready.message()), Not(HasSubstr(kPassword)));
+  // Closed means no more attempts: the server's log shows the refusals
+  // stop (a storm would keep adding them at the 50 ms reconnect wait).
+  auto refusals = [&] {
+    std::ifstream in(server->log_path());
+    const std::string log(std::istreambuf_iterator<char>(in), {});
+    size_t n = 0;
+    for (size_t at = log.find("authentication error"); at != std::string::npos;
+         at = log.find("authentication error", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  // The refusals stop: the count settles (a storm, one attempt per 50 ms
+  // reconnect wait, never would).
+  size_t after_close = refusals();
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        absl::SleepFor(absl::Milliseconds(500));
+        const size_t now = refusals();
+        const bool settled = now == after_close;
+        after_close = now;
+        return settled;
+      },
+      absl::Seconds(10)));
+  // Two connections (rpc and publish lanes), each refused on the reload and
+  // on its one reconnect.
+  EXPECT_GE(after_close, 2u);
+  EXPECT_LE(after_close, 8u);
 }
 
 TEST(CredentialsTest, TokenConnectsAndAWrongTokenIsUnauthenticated) {

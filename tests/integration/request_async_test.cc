@@ -483,6 +483,8 @@ authorization {
       permissions: { publish: { deny: ["forbidden.>"] } } }
     { user: noinbox, password: s3cret,
       permissions: { subscribe: { deny: ["_INBOX.>"] } } }
+    { user: nosecret, password: s3cret,
+      permissions: { subscribe: { deny: ["secret.>"] } } }
   ]
 }
 )";
@@ -520,6 +522,37 @@ TEST_F(PermissionTest, ReplySubscriptionDeniedIsPermissionDenied) {
   EXPECT_EQ(reply.status().code(), absl::StatusCode::kPermissionDenied)
       << reply.status();
   EXPECT_THAT(reply.status().message(), HasSubstr("_INBOX"));
+}
+
+TEST_F(PermissionTest, SubscriptionDeniedFailsTheSubscribeCall) {
+  auto conn = Connect(As("nosecret"));
+  ASSERT_NE(conn, nullptr);
+  auto denied = conn->Subscribe("secret.plans", "", [](const Message&) {});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied)
+      << denied.status();
+  EXPECT_THAT(denied.status().message(), HasSubstr("'secret.plans'"));
+  // Serving a denied subject fails the same way, queue group and all.
+  auto serving = conn->Serve(
+      "secret.Op", "q",
+      [](const Message&) -> absl::StatusOr<Reply> { return Reply{}; });
+  EXPECT_EQ(serving.status().code(), absl::StatusCode::kPermissionDenied)
+      << serving.status();
+  // The connection stays up, an allowed subscription works (its refused
+  // neighbours' errors are not mistaken for its own), and the refusals are
+  // counted.
+  EXPECT_EQ(conn->state(), ConnectionState::kConnected);
+  std::atomic<int> got{0};
+  auto allowed = conn->Subscribe("public.news", "",
+                                 [&](const Message&) { got.fetch_add(1); });
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  ASSERT_TRUE(conn->Publish("public.news", "hi").ok());
+  EXPECT_TRUE(testing::Eventually([&] { return got.load() == 1; }));
+  const std::string metrics =
+      prometheus::TextSerializer().Serialize(conn->registry()->Collect());
+  EXPECT_THAT(metrics,
+              HasSubstr("natsgw_errors_total{code=\"PERMISSION_DENIED\","
+                        "operation=\"subscribe\"} 2"));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,16 +1,20 @@
 // Authentication against a real nats-server: user/password and token
 // credentials connect, wrong or missing ones fail with UNAUTHENTICATED, and
 // no secret appears in an error message.
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <signal.h>
 
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/capturing_logger.h"
 #include "harness/nats_server.h"
 #include "harness/sync_points.h"
 #include "natsgw/connection.h"
@@ -48,10 +52,38 @@ NatsCredentials Token(std::string token) {
   return c;
 }
 
+// Every diagnostic natsgw writes in these tests, to prove no secret is in
+// them (CredentialsTest's tests end with ExpectNoSecretLogged).
+testing::CapturingLogger& Diagnostics() {
+  static auto* logger = new std::shared_ptr<testing::CapturingLogger>(
+      std::make_shared<testing::CapturingLogger>());
+  return **logger;
+}
+
+void ExpectNoSecretLogged(const std::vector<std::string>& secrets) {
+  for (const std::string& secret : secrets) {
+    EXPECT_THAT(Diagnostics().Matching(secret), ::testing::IsEmpty())
+        << "a secret reached the log";
+  }
+}
+
+// Also no secret in what Prometheus would scrape.
+void ExpectNoSecretInMetrics(const Connection& conn,
+                             const std::vector<std::string>& secrets) {
+  const std::string text =
+      prometheus::TextSerializer().Serialize(conn.registry()->Collect());
+  for (const std::string& secret : secrets) {
+    EXPECT_THAT(text, Not(HasSubstr(secret)));
+  }
+}
+
 ConnectionOptions Options(const NatsServer& server, NatsCredentials creds) {
   ConnectionOptions options;
   options.servers = {server.url()};
   options.credentials = std::move(creds);
+  // Shared, not owned: the static logger outlives every connection.
+  options.logger =
+      std::shared_ptr<Logger>(std::shared_ptr<Logger>{}, &Diagnostics());
   options.connect_timeout = absl::Seconds(2);
   return options;
 }
@@ -91,6 +123,8 @@ TEST(CredentialsTest, UserAndPasswordConnectAndWrongOnesAreUnauthenticated) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), absl::StatusCode::kUnauthenticated)
       << none.status();
+  ExpectNoSecretInMetrics(**conn, {kPassword, "wrong-password"});
+  ExpectNoSecretLogged({kPassword, "wrong-password"});
 }
 
 // The server stops accepting the connection's password (rotated, then the
@@ -164,6 +198,9 @@ TEST(CredentialsTest, RevokedPasswordEndsTheConnectionWithoutAReconnectStorm) {
   // on its one reconnect.
   EXPECT_GE(after_close, 2u);
   EXPECT_LE(after_close, 8u);
+  EXPECT_THAT(Diagnostics().Matching("will not retry"),
+              ::testing::Not(::testing::IsEmpty()));
+  ExpectNoSecretLogged({kPassword, "rotated-password-91d2"});
 }
 
 TEST(CredentialsTest, TokenConnectsAndAWrongTokenIsUnauthenticated) {
@@ -181,6 +218,8 @@ TEST(CredentialsTest, TokenConnectsAndAWrongTokenIsUnauthenticated) {
       << wrong.status();
   EXPECT_THAT(std::string(wrong.status().message()),
               Not(HasSubstr("tok-wrong")));
+  ExpectNoSecretInMetrics(**conn, {kToken, "tok-wrong"});
+  ExpectNoSecretLogged({kToken, "tok-wrong"});
 }
 
 TEST(CredentialsTest, MixedOrIncompleteCredentialsAreRejectedBeforeConnecting) {

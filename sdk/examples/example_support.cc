@@ -99,6 +99,20 @@ ABSL_FLAG(std::string, nats_token, "",
 ABSL_FLAG(std::string, nats_creds, "",
           "Path of a NATS credentials file (user JWT + NKey seed). Default: "
           "$NATS_CREDS");
+ABSL_FLAG(std::string, nats_nkey, "",
+          "Public NKey of the NATS user (U..., with --nats_nkey_seed). "
+          "Default: $NATS_NKEY");
+ABSL_FLAG(std::string, nats_nkey_seed, "",
+          "Path of the file holding the NATS user's NKey seed (SU...). "
+          "Default: $NATS_NKEY_SEED");
+ABSL_FLAG(std::string, nats_ca, "",
+          "PEM file of the CA that signed the NATS servers' certificates; "
+          "turns on TLS. Default: $NATS_CA");
+ABSL_FLAG(std::string, nats_cert, "",
+          "Client certificate (PEM) for NATS servers that verify clients, "
+          "with --nats_key; turns on TLS. Default: $NATS_CERT");
+ABSL_FLAG(std::string, nats_key, "",
+          "Private key (PEM) of --nats_cert. Default: $NATS_KEY");
 ABSL_FLAG(int, stream_replicas, 1,
           "Replicas (1..5) of the JetStream streams and KV bucket the example "
           "services declare; 3 on a 3-node cluster, so that one server may be "
@@ -190,7 +204,12 @@ absl::StatusOr<ConnectionOptions> ConnectionOptionsFromFlags(
       .password = FlagOrEnv(FLAGS_nats_password, "NATS_PASSWORD"),
       .token = FlagOrEnv(FLAGS_nats_token, "NATS_TOKEN"),
       .creds_file = FlagOrEnv(FLAGS_nats_creds, "NATS_CREDS"),
+      .nkey = FlagOrEnv(FLAGS_nats_nkey, "NATS_NKEY"),
+      .nkey_seed_file = FlagOrEnv(FLAGS_nats_nkey_seed, "NATS_NKEY_SEED"),
   };
+  options.tls.ca_file = FlagOrEnv(FLAGS_nats_ca, "NATS_CA");
+  options.tls.cert_file = FlagOrEnv(FLAGS_nats_cert, "NATS_CERT");
+  options.tls.key_file = FlagOrEnv(FLAGS_nats_key, "NATS_KEY");
   options.logger = LoggerFromFlags(name);
   // Connection::Create checks the ratio and names the rule.
   options.trace_sample_ratio = absl::GetFlag(FLAGS_trace_sample_ratio);

@@ -46,9 +46,11 @@ int ExitStatus(absl::string_view program, const absl::Status& status);
 std::string WaitForShutdown();
 
 // Connection options from --nats_url (default: $NATS_URL, else
-// nats://127.0.0.1:4222) and the credentials of --nats_user/--nats_password,
-// --nats_token or --nats_creds (defaults: $NATS_USER/$NATS_PASSWORD,
-// $NATS_TOKEN, $NATS_CREDS), named `name`, logging through
+// nats://127.0.0.1:4222), the credentials of --nats_user/--nats_password,
+// --nats_token, --nats_creds or --nats_nkey/--nats_nkey_seed (defaults: the
+// environment variables of the same names in capitals, e.g. $NATS_USER) and
+// TLS from --nats_ca, --nats_cert/--nats_key ($NATS_CA, $NATS_CERT,
+// $NATS_KEY), named `name`, logging through
 // LoggerFromFlags(name), with spans appended to --trace_file (JSON lines,
 // service name `name`) for --trace_sample_ratio of new traces. Fails if the
 // trace file cannot be opened.

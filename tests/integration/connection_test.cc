@@ -457,6 +457,52 @@ TEST_F(ConnectionTest, ExpiredRequestIsAnsweredWithoutCallingTheHandler) {
                         "operation=\"serve\"} 1"));
 }
 
+// Budgets from other clients are untrusted text: whatever they say, the
+// endpoint answers with a defined outcome and keeps serving.
+TEST_F(ConnectionTest, HostileBudgetsGetDefinedOutcomes) {
+  auto conn = Connect();
+  std::atomic<int> calls{0};
+  auto endpoint = conn->Serve(
+      "budget.Op", "q", [&](const Message& m) -> absl::StatusOr<Reply> {
+        ++calls;
+        return Reply{m.deadline.has_value() ? "budget" : "none", {}};
+      });
+  ASSERT_TRUE(endpoint.ok());
+  auto raw = Raw();
+  struct Case {
+    const char* budget;
+    const char* outcome;  // the reply's body, or "expired"
+  };
+  for (const Case& c : {
+           // Not a number, or one beyond int64: ignored (no budget).
+           Case{"abc", "none"},
+           Case{"", "none"},
+           Case{"99999999999999999999999", "none"},
+           Case{"12e9", "none"},
+           // Negative: already spent.
+           Case{"-5", "expired"},
+           Case{"-9223372036854775808", "expired"},
+           // Absurdly large but representable: a very distant deadline.
+           Case{"9223372036854775807", "budget"},
+       }) {
+    absl::StatusOr<RawMessage> reply = raw->Request(
+        "budget.Op", "x", {{"Natsgw-Timeout-Us", c.budget}}, absl::Seconds(5));
+    ASSERT_TRUE(reply.ok()) << c.budget << ": " << reply.status();
+    if (std::string(c.outcome) == "expired") {
+      auto status = reply->headers.find("Natsgw-Status");
+      ASSERT_NE(status, reply->headers.end()) << c.budget;
+      EXPECT_EQ(
+          status->second,
+          absl::StrCat(static_cast<int>(absl::StatusCode::kDeadlineExceeded)))
+          << c.budget;
+    } else {
+      EXPECT_EQ(reply->data, c.outcome) << c.budget;
+    }
+  }
+  EXPECT_EQ(calls.load(), 5);
+  EXPECT_EQ(conn->state(), ConnectionState::kConnected);
+}
+
 TEST_F(ConnectionTest, NestedCallsInheritTraceAndBudget) {
   auto conn = Connect();
   auto events = Connect();

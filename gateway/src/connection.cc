@@ -209,7 +209,9 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
   if (!name.empty()) s = natsOptions_SetName(opts.get(), name.c_str());
   if (s == NATS_OK)
     s = internal::ApplyCredentials(opts.get(), options_.credentials);
-  if (s == NATS_OK) s = internal::ApplyTls(opts.get(), options_.tls);
+  if (s == NATS_OK) {
+    s = internal::ApplyTls(opts.get(), options_.tls, options_.servers);
+  }
   if (s == NATS_OK) {
     s = natsOptions_SetTimeout(opts.get(),
                                ToMillisRoundUp(options_.connect_timeout));
@@ -270,6 +272,10 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
     return absl::OkStatus();
   }
   if (s != NATS_OK) {
+    // nats.c's reason for this thread's failure (e.g. the TLS verification
+    // error), read before anything else can replace it.
+    const char* last_error = nats_GetLastError(nullptr);
+    const std::string detail = last_error != nullptr ? last_error : "";
     lane.nc = nullptr;
     // Nothing connected, so no closed callback will come.
     lane.closed.Notify();
@@ -278,10 +284,7 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
         options_.servers, ", ", [](std::string* out, const std::string& url) {
           out->append(RedactUrl(url));
         });
-    return absl::Status(s == NATS_NO_SERVER ? absl::StatusCode::kUnavailable
-                                            : internal::StatusCodeFromNats(s),
-                        absl::StrCat("cannot connect to NATS at ", servers,
-                                     ": ", natsStatus_GetText(s)));
+    return internal::ConnectFailure(s, options_.tls, servers, detail);
   }
   return absl::OkStatus();
 }

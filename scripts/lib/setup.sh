@@ -31,7 +31,7 @@ NATSGW_PACKAGES=(
   libabsl-dev prometheus-cpp-dev nlohmann-json3-dev libcivetweb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus
-  curl ca-certificates
+  curl ca-certificates openssl
 )
 
 # What the built example services and natsgw-gen load at run time, and

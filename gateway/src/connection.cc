@@ -260,7 +260,23 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
   }
   if (s != NATS_OK) return NatsError(s, "configuring the NATS connection");
 
-  s = natsConnection_Connect(&lane.nc, opts.get());
+  // nats.c 3.4.1 sends no signature of the server's nonce when the
+  // signature's first byte is 0 (its base64 encoder takes such bytes for an
+  // empty string), and the server refuses the connection ("Authorization
+  // Violation"): 1 attempt in 256 with NKey or creds-file credentials. The
+  // next attempt signs a new nonce, so a refusal is retried a few times
+  // before it counts.
+  const bool signs_nonce = !options_.credentials.nkey.empty() ||
+                           !options_.credentials.creds_file.empty();
+  constexpr int kSignedConnectAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    s = natsConnection_Connect(&lane.nc, opts.get());
+    if (s != NATS_CONNECTION_AUTH_FAILED || !signs_nonce ||
+        attempt == kSignedConnectAttempts) {
+      break;
+    }
+    lane.nc = nullptr;
+  }
   if (s == NATS_OK) {
     lane.RefreshMaxPayload(lane.nc);
     MarkUp(lane);
@@ -284,7 +300,9 @@ absl::Status Connection::Impl::ConnectLane(Lane& lane, bool send_asap) {
         options_.servers, ", ", [](std::string* out, const std::string& url) {
           out->append(RedactUrl(url));
         });
-    return internal::ConnectFailure(s, options_.tls, servers, detail);
+    return internal::ExplainAuthFailure(
+        internal::ConnectFailure(s, options_.tls, servers, detail),
+        options_.credentials);
   }
   return absl::OkStatus();
 }

@@ -4,16 +4,22 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "nats_status.h"
 #include "natsgw/redact.h"
+#include "nlohmann/json.hpp"
 
 namespace natsgw::internal {
 namespace {
@@ -305,6 +311,55 @@ absl::Status ConnectFailure(natsStatus s, const TlsOptions& tls,
   return absl::Status(s == NATS_NO_SERVER ? absl::StatusCode::kUnavailable
                                           : StatusCodeFromNats(s),
                       message);
+}
+
+namespace {
+
+// The `exp` claim of the user JWT in a creds file (the line after
+// "-----BEGIN NATS USER JWT-----"), if it has one. The claims of a JWT are
+// not secret; the file's seed is never read.
+std::optional<absl::Time> CredsJwtExpiry(const std::string& creds_file) {
+  std::ifstream in(creds_file);
+  std::string line;
+  bool jwt_next = false;
+  while (std::getline(in, line)) {
+    absl::string_view text = absl::StripAsciiWhitespace(line);
+    if (!jwt_next) {
+      jwt_next = absl::StrContains(text, "BEGIN NATS USER JWT");
+      continue;
+    }
+    std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+    std::string claims;
+    if (parts.size() != 3 || !absl::WebSafeBase64Unescape(parts[1], &claims)) {
+      return std::nullopt;
+    }
+    const nlohmann::json json =
+        nlohmann::json::parse(claims, nullptr, /*allow_exceptions=*/false);
+    if (!json.is_object() || !json.contains("exp") ||
+        !json["exp"].is_number_integer()) {
+      return std::nullopt;
+    }
+    return absl::FromUnixSeconds(json["exp"].get<int64_t>());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::Status ExplainAuthFailure(absl::Status status,
+                                const NatsCredentials& credentials) {
+  if (status.code() != absl::StatusCode::kUnauthenticated ||
+      credentials.creds_file.empty()) {
+    return status;
+  }
+  const std::optional<absl::Time> exp = CredsJwtExpiry(credentials.creds_file);
+  if (!exp.has_value() || *exp > absl::Now()) return status;
+  return absl::Status(
+      status.code(),
+      absl::StrCat(
+          status.message(), "; the user JWT in creds_file \"",
+          credentials.creds_file, "\" expired at ",
+          absl::FormatTime(absl::RFC3339_sec, *exp, absl::UTCTimeZone())));
 }
 
 }  // namespace natsgw::internal

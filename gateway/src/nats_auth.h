@@ -65,6 +65,14 @@ absl::Status ConnectFailure(natsStatus s, const TlsOptions& tls,
                             absl::string_view servers,
                             absl::string_view nats_detail);
 
+// `status` (from ConnectFailure) with what the credentials themselves tell
+// about an UNAUTHENTICATED refusal: for a creds file whose user JWT has
+// expired, "; the user JWT in creds_file \"<path>\" expired at <UTC time>"
+// (the server says only "Authorization Violation"). Any other status is
+// returned as it is. Reads the file; only the JWT's `exp` claim is used.
+absl::Status ExplainAuthFailure(absl::Status status,
+                                const NatsCredentials& credentials);
+
 }  // namespace natsgw::internal
 
 #endif  // NATSGW_GATEWAY_SRC_NATS_AUTH_H_

@@ -24,6 +24,30 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Field `key` of `object` if present with the expected JSON type, else
+// `fallback`: the ack comes from whoever answers on the subject, and
+// nlohmann's value() throws on a mistyped field.
+int IntField(const Json& object, const char* key, int fallback) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_number_integer() ? it->get<int>()
+                                                       : fallback;
+}
+uint64_t UnsignedField(const Json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_number_unsigned() ? it->get<uint64_t>()
+                                                        : 0;
+}
+std::string StringField(const Json& object, const char* key,
+                        std::string fallback) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>()
+                                               : fallback;
+}
+bool BoolField(const Json& object, const char* key) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_boolean() && it->get<bool>();
+}
+
 // The stream's answer to one attempt: a PublishAck, or the status the
 // stream's error maps to.
 absl::StatusOr<PublishAck> ParseAck(const Message& reply,
@@ -36,9 +60,9 @@ absl::StatusOr<PublishAck> ParseAck(const Message& reply,
         "served by a responder instead of captured by a stream?)"));
   }
   if (const auto e = j.find("error"); e != j.end() && e->is_object()) {
-    const int code = e->value("code", 0);
-    const int err_code = e->value("err_code", 0);
-    const std::string text = e->value("description", std::string("?"));
+    const int code = IntField(*e, "code", 0);
+    const int err_code = IntField(*e, "err_code", 0);
+    const std::string text = StringField(*e, "description", "?");
     const std::string message = absl::StrCat(
         "publishing to '", subject, "': the stream refused it: ", text,
         " (JetStream error ", err_code, ")");
@@ -59,9 +83,9 @@ absl::StatusOr<PublishAck> ParseAck(const Message& reply,
     return absl::UnknownError(message);
   }
   PublishAck ack;
-  ack.stream = j.value("stream", std::string());
-  ack.sequence = j.value("seq", uint64_t{0});
-  ack.duplicate = j.value("duplicate", false);
+  ack.stream = StringField(j, "stream", "");
+  ack.sequence = UnsignedField(j, "seq");
+  ack.duplicate = BoolField(j, "duplicate");
   if (ack.stream.empty() || ack.sequence == 0) {
     return absl::UnknownError(absl::StrCat(
         "publishing to '", subject,

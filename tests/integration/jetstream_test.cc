@@ -236,6 +236,65 @@ TEST_F(JetStreamTest, NonRetryableFailuresSurfaceAtOnceWithTheRule) {
   EXPECT_EQ(state->messages, 2u);
 }
 
+// Whoever answers on a subject answers the publish: a responder sending
+// acks with mistyped fields gets a clear error, synchronously and
+// asynchronously, never an exception out of the JSON library.
+TEST_F(JetStreamTest, MistypedAcksFromAResponderAreErrorsNotCrashes) {
+  ASSERT_TRUE(js_->EnsureStream(Orders()).ok());
+  auto p = Publisher();
+  ASSERT_NE(p, nullptr);
+  std::mutex mu;
+  std::string answer;
+  auto rogue = conn_->Serve("rogue.acks", "",
+                            [&](const Message&) -> absl::StatusOr<Reply> {
+                              std::lock_guard<std::mutex> lock(mu);
+                              return Reply{answer, {}};
+                            });
+  ASSERT_TRUE(rogue.ok()) << rogue.status();
+  struct Case {
+    const char* ack;
+    absl::StatusCode code;
+    const char* says;
+  };
+  for (const Case& c : {
+           Case{R"({"stream":5,"seq":1})", absl::StatusCode::kUnknown,
+                "malformed JetStream ack"},
+           Case{R"({"stream":"ORDERS","seq":"1"})", absl::StatusCode::kUnknown,
+                "malformed JetStream ack"},
+           Case{R"({"stream":"ORDERS","seq":-3})", absl::StatusCode::kUnknown,
+                "malformed JetStream ack"},
+           Case{R"({"error":{"code":"503","err_code":[1]}})",
+                absl::StatusCode::kUnknown, "the stream refused it: ?"},
+           Case{R"({"error":{"code":400,"description":7}})",
+                absl::StatusCode::kFailedPrecondition,
+                "the stream refused it: ?"},
+           // A mistyped flag is not a duplicate.
+           Case{R"({"stream":"ORDERS","seq":1,"duplicate":"yes"})",
+                absl::StatusCode::kOk, ""},
+       }) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      answer = c.ack;
+    }
+    auto sync = p->Publish("rogue.acks", "x");
+    EXPECT_EQ(sync.status().code(), c.code) << c.ack << ": " << sync.status();
+    EXPECT_THAT(sync.status().message(), HasSubstr(c.says)) << c.ack;
+    if (sync.ok()) {
+      EXPECT_FALSE(sync->duplicate) << c.ack;
+    }
+    testing::Latch done(1);
+    absl::StatusCode async_code = absl::StatusCode::kOk;
+    ASSERT_TRUE(p->PublishAsync("rogue.acks", "x", {},
+                                [&](absl::StatusOr<PublishAck> ack) {
+                                  async_code = ack.status().code();
+                                  done.CountDown();
+                                })
+                    .ok());
+    ASSERT_TRUE(done.Wait()) << c.ack;
+    EXPECT_EQ(async_code, c.code) << c.ack;
+  }
+}
+
 TEST_F(JetStreamTest, RetryBudgetMustEndInsideTheDuplicateWindow) {
   StreamConfig c = Orders();
   c.duplicate_window = absl::Seconds(5);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/str_split.h"
 #include "nats_status.h"
 
 namespace natsgw::fuzz {
@@ -119,6 +120,19 @@ WireMsgPtr WireMsg(absl::string_view subject, absl::string_view reply,
       static_cast<int>(header_block.size()));
   if (s != NATS_OK) return nullptr;
   return WireMsgPtr(msg);
+}
+
+Headers HeaderLines(absl::string_view text) {
+  Headers headers;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) {
+      headers.Add(line, "");
+    } else {
+      headers.Add(line.substr(0, colon), line.substr(colon + 1));
+    }
+  }
+  return headers;
 }
 
 }  // namespace natsgw::fuzz

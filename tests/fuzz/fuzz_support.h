@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "natsgw/headers.h"
 
 namespace natsgw::fuzz {
 
@@ -96,6 +97,11 @@ using WireMsgPtr = std::unique_ptr<natsMsg, WireMsgDeleter>;
 // message without headers. Null if nats.c refuses the input.
 WireMsgPtr WireMsg(absl::string_view subject, absl::string_view reply,
                    absl::string_view header_block, absl::string_view payload);
+
+// "key:value" lines (split at the first ':'; a line without one is a key
+// with an empty value): header fields straight from the input, which nats.c's
+// parser has not seen yet.
+Headers HeaderLines(absl::string_view text);
 
 }  // namespace natsgw::fuzz
 

@@ -175,19 +175,6 @@ MessageLimits LimitsFromByte(uint8_t b) {
   return limits;
 }
 
-Headers HeaderLines(absl::string_view text) {
-  Headers headers;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    const size_t colon = line.find(':');
-    if (colon == absl::string_view::npos) {
-      headers.Add(line, "");
-    } else {
-      headers.Add(line.substr(0, colon), line.substr(colon + 1));
-    }
-  }
-  return headers;
-}
-
 }  // namespace
 }  // namespace natsgw::fuzz
 

@@ -184,22 +184,6 @@ void CheckReuse(natsMsg* msg, const Message& fresh) {
   }
 }
 
-// "key:value" lines (split at the first ':'; a line without one is a key
-// with an empty value): header fields straight from the input, which nats.c's
-// parser has not seen yet.
-Headers HeaderLines(absl::string_view text) {
-  Headers headers;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    const size_t colon = line.find(':');
-    if (colon == absl::string_view::npos) {
-      headers.Add(line, "");
-    } else {
-      headers.Add(line.substr(0, colon), line.substr(colon + 1));
-    }
-  }
-  return headers;
-}
-
 // Sends those of `candidates` that pass validation as the application
 // headers of a message with `m`'s payload and trace, and reads them back.
 void CheckResend(const Message& m, const Headers& candidates, bool public_api,

@@ -1,14 +1,25 @@
 #include "natsgw/validation.h"
 
+#include <iterator>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "natsgw/wire_headers.h"
 
 namespace natsgw {
 namespace {
+
+// Every header natsgw itself may put on a message (or a server status adds),
+// for the prefix rule of ValidateApplicationHeaders.
+constexpr absl::string_view kHeadersNatsgwWrites[] = {
+    kTraceParentHeader,      kTraceStateHeader, kMessageIdHeader,
+    kSentAtHeader,           kTimeoutHeader,    kServiceErrorHeader,
+    kServiceErrorCodeHeader, kStatusCodeHeader, kNatsStatusHeader,
+    kNatsDescriptionHeader};
 
 // Quotes untrusted text for an error message: escaped, and shortened so a
 // 1 MiB "subject" does not become a 1 MiB log line.
@@ -219,14 +230,32 @@ absl::Status ValidateHeaderValue(absl::string_view value,
           Quote(value), c, i));
     }
   }
-  if (!value.empty() && (value.front() == ' ' || value.front() == '\t' ||
-                         value.back() == ' ' || value.back() == '\t')) {
+  if (value.empty()) {
+    // nats.c 3.4.1 cannot read an empty value back: its header parser takes
+    // the next line as the value, and an empty last header makes it drop the
+    // whole header block (trace, message ID and deadline with it).
+    return absl::InvalidArgumentError(
+        "header value is empty; nats.c cannot read an empty header value "
+        "back (omit the header instead)");
+  }
+  if (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' ||
+      value.back() == '\t') {
     return absl::InvalidArgumentError(absl::StrFormat(
         "header value %s has leading or trailing whitespace, which NATS "
         "parsers strip",
         Quote(value)));
   }
   return absl::OkStatus();
+}
+
+std::string SanitizeHeaderValue(absl::string_view text, size_t max_bytes) {
+  std::string out(text.substr(0, max_bytes));
+  for (char& c : out) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = ' ';
+  }
+  absl::StripAsciiWhitespace(&out);
+  return out;
 }
 
 absl::Status ValidateApplicationHeaders(const Headers& headers,
@@ -250,6 +279,37 @@ absl::Status ValidateApplicationHeaders(const Headers& headers,
     if (absl::Status s = ValidateHeaderValue(field.value, limits); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("header ", Quote(field.key), ": ", s.message()));
+    }
+  }
+  // nats.c 3.4.1's header table finds a key by comparing only as many bytes
+  // as the key being looked up has, so a key that is a proper prefix of
+  // another key in the same message ("Tena" and "Tenant", "trace" and
+  // natsgw's "traceparent") is merged into it on receipt and lost. The
+  // header count is bounded by max_header_count, so the pairwise scan is
+  // cheap.
+  for (auto it = headers.begin(); it != headers.end(); ++it) {
+    const absl::string_view key = it->key;
+    for (absl::string_view own : kHeadersNatsgwWrites) {
+      if (key.size() < own.size() && absl::StartsWithIgnoreCase(own, key)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "header key %s is a prefix of natsgw's header %s; nats.c would "
+            "merge the two on receipt (a key must not be a prefix of another)",
+            Quote(key), own));
+      }
+    }
+    for (auto later = std::next(it); later != headers.end(); ++later) {
+      const absl::string_view other = later->key;
+      const bool prefix =
+          key.size() < other.size()   ? absl::StartsWithIgnoreCase(other, key)
+          : other.size() < key.size() ? absl::StartsWithIgnoreCase(key, other)
+                                      : false;
+      if (prefix) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "header keys %s and %s: one is a prefix of the other, and nats.c "
+            "would merge them on receipt (a key must not be a prefix of "
+            "another)",
+            Quote(key), Quote(other)));
+      }
     }
   }
   return absl::OkStatus();

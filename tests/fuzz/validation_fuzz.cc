@@ -101,7 +101,7 @@ bool RefHeaderValue(absl::string_view v, const MessageLimits& limits) {
     if ((b < 0x20 && b != '\t') || b == 0x7f) return false;
   }
   auto blank = [](char c) { return c == ' ' || c == '\t'; };
-  return v.empty() || (!blank(v.front()) && !blank(v.back()));
+  return !v.empty() && !blank(v.front()) && !blank(v.back());
 }
 
 bool RefReserved(absl::string_view key) {
@@ -114,6 +114,12 @@ bool RefReserved(absl::string_view key) {
   return absl::StartsWith(lower, "natsgw-");
 }
 
+// True if `a` is shorter than `b` and starts it, ignoring ASCII case.
+bool RefProperPrefix(absl::string_view a, absl::string_view b) {
+  return a.size() < b.size() &&
+         absl::AsciiStrToLower(b).rfind(absl::AsciiStrToLower(a), 0) == 0;
+}
+
 bool RefApplicationHeaders(const Headers& headers,
                            const MessageLimits& limits) {
   if (headers.size() > limits.max_header_count) return false;
@@ -121,6 +127,17 @@ bool RefApplicationHeaders(const Headers& headers,
     if (!RefHeaderKey(f.key, limits) || RefReserved(f.key) ||
         !RefHeaderValue(f.value, limits)) {
       return false;
+    }
+    // nats.c merges a key into a longer one it prefixes, including the
+    // headers natsgw writes itself.
+    for (absl::string_view own :
+         {"traceparent", "tracestate", "Nats-Msg-Id", "Natsgw-Sent-At-Ns",
+          "Natsgw-Timeout-Us", "Nats-Service-Error", "Nats-Service-Error-Code",
+          "Natsgw-Status", "Status", "Description"}) {
+      if (RefProperPrefix(f.key, own)) return false;
+    }
+    for (const HeaderField& g : headers) {
+      if (RefProperPrefix(f.key, g.key)) return false;
     }
   }
   return true;

@@ -66,7 +66,7 @@ TEST(ValidationTest, HeaderKeysAndValues) {
   ExpectInvalid(ValidateHeaderKey(std::string(129, 'k')),
                 "max_header_key_bytes");
 
-  EXPECT_TRUE(ValidateHeaderValue("").ok());
+  ExpectInvalid(ValidateHeaderValue(""), "empty");
   EXPECT_TRUE(ValidateHeaderValue("a value\twith tab and caf\xc3\xa9").ok());
   ExpectInvalid(ValidateHeaderValue("line\r\nInjected: 1"),
                 "control byte 0x0d");
@@ -90,6 +90,24 @@ TEST(ValidationTest, ApplicationHeadersRejectReservedNamesInAnyCase) {
   ExpectInvalid(ValidateApplicationHeaders(many), "max_header_count");
   ExpectInvalid(ValidateApplicationHeaders({{"Good", "bad\nvalue"}}),
                 "header \"Good\"");
+}
+
+// nats.c merges a key into a longer one it prefixes when it reads the
+// header block back (tests/fuzz/regressions/wire_headers), so such keys are
+// refused on send; a repeated key (several values) is fine.
+TEST(ValidationTest, ApplicationHeaderKeysMustNotPrefixEachOther) {
+  EXPECT_TRUE(ValidateApplicationHeaders(
+                  {{"Tenant", "a"}, {"Tenant", "b"}, {"Region", "eu"}})
+                  .ok());
+  ExpectInvalid(ValidateApplicationHeaders({{"Tenant", "a"}, {"Tena", "b"}}),
+                "\"Tenant\" and \"Tena\": one is a prefix of the other");
+  ExpectInvalid(ValidateApplicationHeaders({{"tena", "b"}, {"TENANT", "a"}}),
+                "prefix");
+  ExpectInvalid(ValidateApplicationHeaders({{"trace", "x"}}),
+                "prefix of natsgw's header traceparent");
+  ExpectInvalid(ValidateApplicationHeaders({{"Nats-Msg", "x"}}),
+                "prefix of natsgw's header Nats-Msg-Id");
+  EXPECT_TRUE(ValidateApplicationHeaders({{"Traceparent-Copy", "x"}}).ok());
 }
 
 TEST(ValidationTest, MessageIds) {

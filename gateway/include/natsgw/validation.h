@@ -15,6 +15,7 @@
 #define NATSGW_VALIDATION_H_
 
 #include <cstddef>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -60,17 +61,28 @@ absl::Status ValidateQueueGroup(absl::string_view queue_group,
 absl::Status ValidateHeaderKey(absl::string_view key,
                                const MessageLimits& limits = {});
 
-// A header value: at most limits.max_header_value_bytes; no CR, LF, NUL or
-// other control characters except horizontal tab; no leading or trailing
-// whitespace (NATS parsers trim it, so it would not survive the trip).
-// Bytes >= 0x80 (UTF-8) are allowed.
+// A header value: 1..limits.max_header_value_bytes; no CR, LF, NUL or other
+// control characters except horizontal tab; no leading or trailing
+// whitespace (NATS parsers trim it, so it would not survive the trip). Not
+// empty: nats.c cannot read an empty value back. Bytes >= 0x80 (UTF-8) are
+// allowed.
 absl::Status ValidateHeaderValue(absl::string_view value,
                                  const MessageLimits& limits = {});
 
+// Free text (an error message, a reason) made into a header value that
+// ValidateHeaderValue accepts, unless it comes out empty: control characters
+// become spaces, surrounding whitespace is removed, and it is cut to
+// `max_bytes` (at a byte boundary). Callers omit the header when the result
+// is empty.
+std::string SanitizeHeaderValue(absl::string_view text, size_t max_bytes);
+
 // Application headers for an outgoing message: every key and value valid, at
-// most limits.max_header_count fields, and no key that natsgw manages itself
+// most limits.max_header_count fields, no key that natsgw manages itself
 // (natsgw/wire_headers.h: traceparent, tracestate, Nats-Msg-Id, Status,
-// Description, Nats-Service-Error*, Natsgw-*).
+// Description, Nats-Service-Error*, Natsgw-*), and no key that is a proper
+// prefix (ignoring case) of another key on the message or of one of those:
+// nats.c's header table would merge the two on receipt. The same key may
+// repeat (a header with several values).
 absl::Status ValidateApplicationHeaders(const Headers& headers,
                                         const MessageLimits& limits = {});
 

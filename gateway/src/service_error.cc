@@ -6,24 +6,13 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "natsgw/validation.h"
 #include "natsgw/wire_headers.h"
 
 namespace natsgw {
 namespace {
 
 constexpr size_t kMaxErrorMessageBytes = 4096;
-
-// Makes free text safe as a header value (see ValidateHeaderValue): control
-// characters become spaces, surrounding whitespace goes, length is bounded.
-std::string HeaderSafe(absl::string_view text) {
-  std::string out(text.substr(0, kMaxErrorMessageBytes));
-  for (char& c : out) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = ' ';
-  }
-  absl::StripAsciiWhitespace(&out);
-  return out;
-}
 
 }  // namespace
 
@@ -95,7 +84,16 @@ absl::StatusCode StatusCodeFromServiceErrorCode(int code) {
 
 void AddErrorHeaders(const absl::Status& status, Headers& headers) {
   if (status.ok()) return;
-  headers.Set(kServiceErrorHeader, HeaderSafe(status.message()));
+  // An empty header value cannot be read back by nats.c (it would swallow
+  // the next header), so an error without text sends the code alone; the
+  // reader then says "service error <code>", as nats.js does.
+  std::string description =
+      SanitizeHeaderValue(status.message(), kMaxErrorMessageBytes);
+  if (description.empty()) {
+    headers.Remove(kServiceErrorHeader);
+  } else {
+    headers.Set(kServiceErrorHeader, std::move(description));
+  }
   headers.Set(kServiceErrorCodeHeader,
               absl::StrCat(ServiceErrorCodeFromStatusCode(status.code())));
   headers.Set(kStatusCodeHeader, absl::StrCat(static_cast<int>(status.code())));

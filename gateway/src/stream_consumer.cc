@@ -25,12 +25,16 @@
 #include "natsgw/status_macros.h"
 #include "natsgw/stream_publisher.h"
 #include "natsgw/task_queue.h"
+#include "natsgw/validation.h"
 #include "natsgw/wire_headers.h"
 #include "random.h"
 #include "scheduler.h"
 
 namespace natsgw {
 namespace {
+
+// Dead-Letter-Reason is cut to this many bytes.
+constexpr size_t kMaxReasonBytes = 512;
 
 struct SubscriptionDeleter {
   void operator()(natsSubscription* s) const { natsSubscription_Destroy(s); }
@@ -65,16 +69,6 @@ bool ParseAckSubject(absl::string_view reply, AckMetadata* out) {
          absl::SimpleAtoi(t[base + 4], &out->consumer_seq) &&
          absl::SimpleAtoi(t[base + 5], &out->timestamp_ns) &&
          absl::SimpleAtoi(t[base + 6], &out->pending);
-}
-
-// A header value safe to send: control characters become spaces, and it is
-// cut to a bounded length (a reason can be an arbitrary error message).
-std::string HeaderSafe(absl::string_view s) {
-  std::string out(s.substr(0, 512));
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-  }
-  return out;
 }
 
 }  // namespace
@@ -456,7 +450,10 @@ class StreamConsumer::Impl {
         }
         p.headers.Add(h.key, h.value);
       }
-      p.headers.Add("Dead-Letter-Reason", HeaderSafe(reason.ToString()));
+      // A reason is arbitrary error text: made a valid header value (and
+      // bounded), so it can never make the dead letter itself invalid.
+      p.headers.Add("Dead-Letter-Reason",
+                    SanitizeHeaderValue(reason.ToString(), kMaxReasonBytes));
       p.headers.Add("Dead-Letter-Stream", d.stream());
       p.headers.Add("Dead-Letter-Consumer", d.consumer());
       p.headers.Add("Dead-Letter-Sequence", absl::StrCat(d.stream_sequence()));

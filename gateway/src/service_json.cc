@@ -73,9 +73,10 @@ absl::StatusOr<std::string> BuildAndDump(Build build) {
 
 std::string FormatRfc3339Nano(absl::Time t) {
   // %E9S always prints 9 fractional digits (zero-padded), which makes the
-  // trimming below correct: 5 ms is "05.005000000" -> "05.005".
+  // trimming below correct: 5 ms is "05.005000000" -> "05.005". %E4Y pads
+  // the year to the 4 digits RFC 3339 requires (%Y prints year 1 as "1").
   std::string s =
-      absl::FormatTime("%Y-%m-%d%ET%H:%M:%E9S", t, absl::UTCTimeZone());
+      absl::FormatTime("%E4Y-%m-%d%ET%H:%M:%E9S", t, absl::UTCTimeZone());
   const size_t dot = s.rfind('.');
   if (dot != std::string::npos) {
     size_t end = s.find_last_not_of('0');

@@ -388,11 +388,14 @@ class StreamConsumer::Impl {
     queue_->Submit(std::move(task)).IgnoreError();
   }
 
-  void Ack(Delivery::Control& c) {
+  // `outcome` is the natsgw_js_deliveries_total counter of what this ack
+  // settles (ack_ or skipped_): each delivery is counted under exactly one
+  // outcome, while Stats().acked counts every ack sent.
+  void Ack(Delivery::Control& c, prometheus::Counter& outcome) {
     if (absl::Status s = c.Send("+ACK", "an ack"); !s.ok()) {
       Log(absl::LogSeverity::kWarning, s.ToString());
     }
-    ack_.Increment();
+    outcome.Increment();
     acked_.fetch_add(1);
   }
 
@@ -409,11 +412,12 @@ class StreamConsumer::Impl {
     naked_.fetch_add(1);
   }
 
-  void Term(Delivery::Control& c) {
+  // Like Ack(): `outcome` is term_ or dead_letter_.
+  void Term(Delivery::Control& c, prometheus::Counter& outcome) {
     if (absl::Status s = c.Send("+TERM", "a term"); !s.ok()) {
       Log(absl::LogSeverity::kWarning, s.ToString());
     }
-    term_.Increment();
+    outcome.Increment();
     terminated_.fetch_add(1);
   }
 
@@ -476,10 +480,9 @@ class StreamConsumer::Impl {
         return "nak";
       }
     }
-    dead_letter_.Increment();
     dead_lettered_.Increment();
     dead_lettered_count_.fetch_add(1);
-    Term(c);
+    Term(c, dead_letter_);
     return "dead_letter";
   }
 
@@ -577,9 +580,8 @@ class StreamConsumer::Impl {
         return "nak";
       }
       if (*claim == ClaimResult::kDone) {
-        skipped_.Increment();
         skipped_count_.fetch_add(1);
-        Ack(c);
+        Ack(c, skipped_);
         return "skipped_duplicate";
       }
       if (*claim == ClaimResult::kBusy) {
@@ -618,7 +620,7 @@ class StreamConsumer::Impl {
                              " as handled: ", s.ToString()));
           }
         }
-        Ack(c);
+        Ack(c, ack_);
         return "ack";
       case DeliveryOutcome::Kind::kNak:
         if (claimed) store.Release(key).IgnoreError();

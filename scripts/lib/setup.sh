@@ -83,6 +83,15 @@ natsgw_install_bench_packages() {
     libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
 }
 
+# The fuzz smoke of the test run (tests/fuzz: libFuzzer with ASan and UBSan)
+# needs clang and its libFuzzer runtime; the build, the demo and the image do
+# not, so scripts/test installs them and nothing else does.
+NATSGW_TEST_PACKAGES=(clang libclang-rt-14-dev)
+
+natsgw_install_test_packages() {
+  natsgw_install_missing "the fuzz smoke test" "${NATSGW_TEST_PACKAGES[@]}"
+}
+
 # The runtime half of NATSGW_PACKAGES, for a machine or image that only runs
 # the built binaries (the Dockerfile's runtime stage).
 natsgw_install_runtime_packages() {

@@ -296,6 +296,13 @@ absl::Status RequestMux::SendAttempt(const std::shared_ptr<Call>& call,
                    lane_->max_payload.load(std::memory_order_relaxed));
   if (!msg.ok()) {
     status = msg.status();
+  } else if (natsConnection_Status(lane_->nc) != NATS_CONN_STATUS_CONNECTED) {
+    // While nats.c reconnects, a publish succeeds into its reconnect buffer:
+    // a retry would then wait out the whole deadline, and be sent after the
+    // reconnect for a call that may have ended. Fail the attempt now, as a
+    // disconnect fails the attempts in flight.
+    status = absl::UnavailableError(absl::StrCat(
+        "request to '", spec.subject, "' not sent: not connected to NATS"));
   } else if (natsStatus s = natsConnection_PublishMsg(lane_->nc, msg->get());
              s != NATS_OK) {
     status =

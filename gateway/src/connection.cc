@@ -554,11 +554,27 @@ void Connection::Impl::OnAsyncError(natsConnection* nc, natsSubscription* sub,
       }
     }
   }
-  // A slow consumer concerns a subscription; a permission violation whatever
-  // was last attempted (nats.c cannot tell which).
-  self->metrics_->RecordError(
-      err == NATS_SLOW_CONSUMER ? Operation::kSubscribe : Operation::kPublish,
-      code);
+  // A slow consumer concerns a subscription: a natsgw subscription counts
+  // each message nats.c drops from now on (nats.c reports an episode once),
+  // another one (a stream consumer's, the request inboxes) the event. A
+  // permission violation concerns whatever was last attempted (nats.c
+  // cannot tell which).
+  bool counted = false;
+  if (err == NATS_SLOW_CONSUMER && sub != nullptr) {
+    for (const std::shared_ptr<SubscriptionCore>& core :
+         self->subscriptions_->Snapshot()) {
+      if (core->Owns(sub)) {
+        core->NoteLibraryDrops();
+        counted = true;
+        break;
+      }
+    }
+  }
+  if (!counted) {
+    self->metrics_->RecordError(
+        err == NATS_SLOW_CONSUMER ? Operation::kSubscribe : Operation::kPublish,
+        code);
+  }
   self->Log(
       absl::LogSeverity::kError,
       absl::StrCat("asynchronous NATS error on the ", lane->name, " connection",

@@ -137,6 +137,15 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   // Logs what NoteDiscarded has not reported yet.
   void ReportDiscarded();
 
+  // Whether `sub` is this core's nats.c subscription.
+  bool Owns(const natsSubscription* sub) const;
+  // nats.c reported a slow consumer on this subscription. It reports each
+  // episode once, however many messages it drops, so from now on every
+  // delivery (and the end) counts the messages dropped since the last count
+  // in natsgw_errors_total, one by one; subscriptions never slow pay
+  // nothing for this.
+  void NoteLibraryDrops();
+
   const std::string& subject() const { return subject_; }
   const std::string& queue_group() const { return queue_group_; }
   int64_t dropped() const;
@@ -163,6 +172,13 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
 
   // Close() and Drain(): `drain` unset ends at once.
   absl::Status End(bool unregister, std::optional<absl::Duration> drain);
+  // Counts in natsgw_errors_total{code="RESOURCE_EXHAUSTED"} the messages
+  // nats.c dropped since the last call.
+  void AccountLibraryDrops();
+  // Adds `count` of nats.c's drops to natsgw_errors_total.
+  void RecordLibraryDrops(int64_t count);
+  // The uncounted part of what nats.c dropped, now counted as accounted.
+  int64_t TakeLibraryDropsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for nats.c's completion callback, logging every 5 s of waiting.
   void WaitCompleted();
 
@@ -192,6 +208,10 @@ class SubscriptionCore : public std::enable_shared_from_this<SubscriptionCore> {
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool destroyed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t final_dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  // See NoteLibraryDrops: set once nats.c reported a slow consumer; how many
+  // of nats.c's drops are in the metric so far.
+  std::atomic<bool> library_drops_{false};
+  int64_t accounted_library_drops_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<SubscriptionCore> self_ ABSL_GUARDED_BY(mu_);
   Notification completed_;
   // Notified once the first Close() or Drain() has finished ending it.

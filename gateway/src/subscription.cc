@@ -105,7 +105,47 @@ void SubscriptionCore::OnMessage(natsConnection*, natsSubscription* sub,
                                  natsMsg* msg, void* closure) {
   auto* core = static_cast<SubscriptionCore*>(closure);
   RunningCoreScope running(core);
+  if (core->library_drops_.load(std::memory_order_relaxed)) {
+    core->AccountLibraryDrops();
+  }
   core->conn_->Dispatch(*core, sub, msg);
+}
+
+bool SubscriptionCore::Owns(const natsSubscription* sub) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sub != nullptr && sub_ == sub;
+}
+
+void SubscriptionCore::NoteLibraryDrops() {
+  library_drops_.store(true, std::memory_order_relaxed);
+  AccountLibraryDrops();
+}
+
+int64_t SubscriptionCore::TakeLibraryDropsLocked() {
+  int64_t dropped = 0;
+  if (sub_ == nullptr || natsSubscription_GetDropped(sub_, &dropped) != NATS_OK ||
+      dropped <= accounted_library_drops_) {
+    return 0;
+  }
+  const int64_t fresh = dropped - accounted_library_drops_;
+  accounted_library_drops_ = dropped;
+  return fresh;
+}
+
+void SubscriptionCore::AccountLibraryDrops() {
+  int64_t fresh = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fresh = TakeLibraryDropsLocked();
+  }
+  RecordLibraryDrops(fresh);
+}
+
+void SubscriptionCore::RecordLibraryDrops(int64_t count) {
+  if (count <= 0) return;
+  conn_->metrics().RecordError(
+      kind_ == Kind::kServe ? Operation::kServe : Operation::kSubscribe,
+      absl::StatusCode::kResourceExhausted, count);
 }
 
 void SubscriptionCore::OnComplete(void* closure) {
@@ -233,6 +273,7 @@ absl::Status SubscriptionCore::End(bool unregister,
     queue_->Shutdown(queue_timeout).IgnoreError();  // counted per message
   }
   if (t_running_core != this) WaitCompleted();
+  int64_t late_library_drops = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (sub_ != nullptr) {
@@ -240,11 +281,15 @@ absl::Status SubscriptionCore::End(bool unregister,
       if (natsSubscription_GetDropped(sub_, &dropped) == NATS_OK) {
         final_dropped_ = dropped;
       }
+      if (library_drops_.load(std::memory_order_relaxed)) {
+        late_library_drops = TakeLibraryDropsLocked();
+      }
       natsSubscription_Destroy(sub_);
       sub_ = nullptr;
     }
     destroyed_ = true;
   }
+  RecordLibraryDrops(late_library_drops);
   ReportDiscarded();
   if (unregister) set_->Remove(this);
   ended_.Notify();

@@ -2,6 +2,7 @@
 
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string>
@@ -43,6 +44,13 @@ using SteadyClock = std::chrono::steady_clock;
 absl::Duration Since(SteadyClock::time_point start) {
   return absl::FromChrono(SteadyClock::now() - start);
 }
+
+// The longest budget a request carries. A caller may ask for
+// absl::InfiniteDuration() or years (and a peer's Natsgw-Timeout-Us may say
+// as much); the deadline is kept on the steady clock in nanoseconds, where
+// such a budget would overflow into the past and the request would be
+// refused as expired. A century is "no hurry" without overflowing.
+constexpr absl::Duration kMaxRequestBudget = absl::Hours(24 * 365 * 100);
 
 int64_t ToMillisRoundUp(absl::Duration d) {
   const int64_t ms =
@@ -735,7 +743,7 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
       inherited && *inherited < deadline) {
     deadline = *inherited;
   }
-  const absl::Duration budget = deadline - now;
+  const absl::Duration budget = std::min(deadline - now, kMaxRequestBudget);
   SubjectMetrics& m = MetricsFor(subject, options.metric_subject);
   // The CLIENT span of the whole call, retries included; the first attempt
   // carries its context (see request_mux.h for the others).

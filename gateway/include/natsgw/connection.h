@@ -112,7 +112,9 @@ class Connection {
   // Sends a request and waits up to `timeout` for the reply. Inside a handler,
   // the timeout is capped by the remaining budget of the request being
   // handled, and the request continues its trace. The remaining budget travels
-  // in Natsgw-Timeout-Us so the server can drop work nobody waits for.
+  // in Natsgw-Timeout-Us so the server can drop work nobody waits for. A
+  // budget beyond a century (absl::InfiniteDuration() included) is a
+  // century.
   //
   // Errors: INVALID_ARGUMENT (bad input, nothing sent); UNAVAILABLE (no
   // responder, or not connected); DEADLINE_EXCEEDED (no reply in time, or no

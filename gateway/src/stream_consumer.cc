@@ -310,6 +310,17 @@ class StreamConsumer::Impl {
         return;
       }
       internal::NatsMsgPtr msg(raw);
+      const char* reply = natsMsg_GetReply(msg.get());
+      AckMetadata meta;
+      if (reply != nullptr && ParseAckSubject(reply, &meta)) {
+        // A stored message, whatever its headers say: the server's own
+        // status messages carry no ack subject, while a message a plain
+        // client stored with a forged "Status: 404" header does, and taking
+        // it for a status would leave it unhandled and redelivered forever.
+        ++received;
+        Dispatch(std::move(msg), reply, meta);
+        continue;
+      }
       const char* status = nullptr;
       if (natsMsgHeader_Get(msg.get(), "Status", &status) == NATS_OK &&
           status != nullptr) {
@@ -336,17 +347,10 @@ class StreamConsumer::Impl {
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
         return;
       }
-      const char* reply = natsMsg_GetReply(msg.get());
-      AckMetadata meta;
-      if (reply == nullptr || !ParseAckSubject(reply, &meta)) {
-        Log(absl::LogSeverity::kWarning,
-            absl::StrCat("ignored a message on the pull inbox without a "
-                         "JetStream ack subject (subject ",
-                         natsMsg_GetSubject(msg.get()), ")"));
-        continue;
-      }
-      ++received;
-      Dispatch(std::move(msg), reply, meta);
+      Log(absl::LogSeverity::kWarning,
+          absl::StrCat("ignored a message on the pull inbox without a "
+                       "JetStream ack subject (subject ",
+                       natsMsg_GetSubject(msg.get()), ")"));
     }
     if (received < batch && !stopping_.load()) {
       // The server always ends a pull (408 when it expires); silence means
@@ -441,28 +445,41 @@ class StreamConsumer::Impl {
     if (!options_.dead_letter_subject.empty()) {
       StreamPublishOptions p;
       p.trace = current;
-      if (!d.message().message_id.empty()) {
+      // The stored message need not follow natsgw's rules: a plain client
+      // may have stored it with any message ID and headers. Whatever would
+      // make the dead-letter publish itself invalid is left out, or the
+      // message would be redelivered and dead-lettered again forever.
+      const std::string& id = d.message().message_id;
+      if (!id.empty() && ValidateMessageId(id).ok()) {
         // Dead-lettering the same message twice is de-duplicated.
-        p.message_id = d.message().message_id;
+        p.message_id = id;
       }
       for (const HeaderField& h : d.message().headers) {
         // natsgw's own headers are written anew; JetStream's Nats-* headers
         // (e.g. Nats-Expected-Stream) would make the dead-letter publish fail.
         if (IsReservedHeader(h.key) ||
-            absl::StartsWithIgnoreCase(h.key, "Nats-")) {
+            absl::StartsWithIgnoreCase(h.key, "Nats-") ||
+            !ValidateHeaderKey(h.key).ok() ||
+            !ValidateHeaderValue(h.value).ok()) {
           continue;
         }
         p.headers.Add(h.key, h.value);
       }
+      Headers own;
       // A reason is arbitrary error text: made a valid header value (and
       // bounded), so it can never make the dead letter itself invalid.
-      p.headers.Add("Dead-Letter-Reason",
-                    SanitizeHeaderValue(reason.ToString(), kMaxReasonBytes));
-      p.headers.Add("Dead-Letter-Stream", d.stream());
-      p.headers.Add("Dead-Letter-Consumer", d.consumer());
-      p.headers.Add("Dead-Letter-Sequence", absl::StrCat(d.stream_sequence()));
-      p.headers.Add("Dead-Letter-Deliveries", absl::StrCat(d.delivery_count()));
-      p.headers.Add("Dead-Letter-Subject", d.message().subject);
+      own.Add("Dead-Letter-Reason",
+              SanitizeHeaderValue(reason.ToString(), kMaxReasonBytes));
+      own.Add("Dead-Letter-Stream", d.stream());
+      own.Add("Dead-Letter-Consumer", d.consumer());
+      own.Add("Dead-Letter-Sequence", absl::StrCat(d.stream_sequence()));
+      own.Add("Dead-Letter-Deliveries", absl::StrCat(d.delivery_count()));
+      own.Add("Dead-Letter-Subject", d.message().subject);
+      for (const HeaderField& h : own) p.headers.Add(h.key, h.value);
+      // Valid one by one, the original headers may still break a rule
+      // together (too many, or keys that are prefixes of each other or of
+      // ours): then the dead letter carries only its own.
+      if (!ValidateApplicationHeaders(p.headers).ok()) p.headers = own;
       p.metric_subject = options_.dead_letter_subject;
       absl::Status published =
           dead_letters_ != nullptr
@@ -706,8 +723,45 @@ class StreamConsumer::Impl {
       beat_count_{0};
 };
 
+namespace {
+
+// The rules of StreamConsumer::Create's arguments; fills in the default
+// idempotency store.
+absl::Status CheckOptions(StreamConsumerOptions& options,
+                          const DeliveryHandler& handler);
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<StreamConsumer>> StreamConsumer::Create(
     JetStream& js, StreamConsumerOptions options, DeliveryHandler handler) {
+  absl::Status valid = CheckOptions(options, handler);
+  if (!valid.ok()) {
+    // Refused before anything is asked of the server: counted like a
+    // refused Subscribe, which is what starting a consumer is.
+    js.connection().impl().metrics().RecordError(
+        internal::Operation::kSubscribe, valid.code());
+    return valid;
+  }
+  NATSGW_RETURN_IF_ERROR(js.EnsureConsumer(options.consumer).status());
+  NATSGW_ASSIGN_OR_RETURN(
+      std::shared_ptr<internal::JetStreamMetrics> metrics,
+      internal::JetStreamMetrics::Create(*js.connection().registry()));
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(js, std::move(options), std::move(handler),
+                                  std::move(metrics));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("registering JetStream metrics: ", e.what()));
+  }
+  NATSGW_RETURN_IF_ERROR(impl->Start(js));
+  return std::unique_ptr<StreamConsumer>(new StreamConsumer(std::move(impl)));
+}
+
+namespace {
+
+absl::Status CheckOptions(StreamConsumerOptions& options,
+                          const DeliveryHandler& handler) {
   if (!handler) {
     return absl::InvalidArgumentError("StreamConsumer: handler is empty");
   }
@@ -760,7 +814,8 @@ absl::StatusOr<std::unique_ptr<StreamConsumer>> StreamConsumer::Create(
         "StreamConsumerOptions::dead_letter_stream needs a "
         "dead_letter_subject");
   }
-  const absl::Duration required = RequiredIdempotencyTtl(options);
+  const absl::Duration required =
+      StreamConsumer::RequiredIdempotencyTtl(options);
   if (options.idempotency == nullptr) {
     options.idempotency = std::make_shared<InMemoryIdempotencyStore>(
         std::max(required, absl::Minutes(10)));
@@ -774,21 +829,10 @@ absl::StatusOr<std::unique_ptr<StreamConsumer>> StreamConsumer::Create(
         " deliveries + nak backoffs = ", absl::FormatDuration(required),
         "): a late redelivery would run its side effect again"));
   }
-  NATSGW_RETURN_IF_ERROR(js.EnsureConsumer(options.consumer).status());
-  NATSGW_ASSIGN_OR_RETURN(
-      std::shared_ptr<internal::JetStreamMetrics> metrics,
-      internal::JetStreamMetrics::Create(*js.connection().registry()));
-  std::unique_ptr<Impl> impl;
-  try {
-    impl = std::make_unique<Impl>(js, std::move(options), std::move(handler),
-                                  std::move(metrics));
-  } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("registering JetStream metrics: ", e.what()));
-  }
-  NATSGW_RETURN_IF_ERROR(impl->Start(js));
-  return std::unique_ptr<StreamConsumer>(new StreamConsumer(std::move(impl)));
+  return absl::OkStatus();
 }
+
+}  // namespace
 
 StreamConsumer::StreamConsumer(std::unique_ptr<Impl> impl)
     : impl_(std::move(impl)) {}

@@ -214,9 +214,11 @@ struct StreamConsumerStats {
 
 class StreamConsumer {
  public:
-  // Creates or verifies the consumer (JetStream::EnsureConsumer), checks the
-  // options (INVALID_ARGUMENT; FAILED_PRECONDITION if the idempotency TTL is
-  // too short, naming the required minimum) and starts pulling.
+  // Checks the options (INVALID_ARGUMENT; FAILED_PRECONDITION if the
+  // idempotency TTL is too short, naming the required minimum; either is
+  // counted in natsgw_errors_total{operation="subscribe"} and nothing is
+  // asked of the server), creates or verifies the consumer
+  // (JetStream::EnsureConsumer) and starts pulling.
   static absl::StatusOr<std::unique_ptr<StreamConsumer>> Create(
       JetStream& js, StreamConsumerOptions options, DeliveryHandler handler);
   // Stop(absl::Seconds(30)) if not stopped yet.

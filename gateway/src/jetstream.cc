@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "jetstream_impl.h"
@@ -183,8 +184,11 @@ absl::Status ValidateJetStreamName(absl::string_view name,
   for (char c : name) {
     if (c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>' || c == '/' ||
         c == '\\') {
+      // Escaped: the name may hold the very control characters the rule
+      // forbids, and this message ends up in logs.
       return absl::InvalidArgumentError(absl::StrCat(
-          what, " \"", name,
+          what, " \"", absl::CHexEscape(name.substr(0, 80)),
+          name.size() > 80 ? "..." : "",
           "\" may not contain whitespace, control characters, '.', '*', "
           "'>', '/' or '\\'"));
     }

@@ -12,6 +12,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "connection_impl.h"
+#include "metrics.h"
 #include "natsgw/message_id.h"
 #include "natsgw/status_macros.h"
 #include "service_json.h"
@@ -170,7 +172,13 @@ class Service::Impl {
 
 absl::StatusOr<std::unique_ptr<Service>> Service::Start(Connection& conn,
                                                         ServiceConfig config) {
-  NATSGW_RETURN_IF_ERROR(ValidateServiceConfig(config));
+  if (absl::Status invalid = ValidateServiceConfig(config); !invalid.ok()) {
+    // Refused before subscribing anything: counted like a refused
+    // Subscribe, which is what starting a service is.
+    conn.impl().metrics().RecordError(internal::Operation::kSubscribe,
+                                      invalid.code());
+    return invalid;
+  }
   auto impl = std::make_unique<Impl>(std::move(config), NewMessageId());
   NATSGW_RETURN_IF_ERROR(impl->Subscribe(conn));
   return std::unique_ptr<Service>(new Service(std::move(impl)));

@@ -300,7 +300,14 @@ class StreamPublisher::Impl {
   absl::StatusOr<PublishAck> Publish(absl::string_view subject,
                                      absl::string_view data,
                                      const StreamPublishOptions& o) {
-    NATSGW_ASSIGN_OR_RETURN(Op op, Prepare(subject, o));
+    absl::StatusOr<Op> prepared = Prepare(subject, o);
+    if (!prepared.ok()) {
+      // Refused before sending (a bad message ID or header): a failed
+      // publish like any other, which Finish() would count.
+      failed_.Increment();
+      return prepared.status();
+    }
+    Op& op = *prepared;
     StartSpan(op, o, data.size());
     for (;;) {
       ++op.attempts;
@@ -330,6 +337,17 @@ class StreamPublisher::Impl {
 
   absl::Status PublishAsync(absl::string_view subject, absl::string_view data,
                             const StreamPublishOptions& o, AckCallback done) {
+    absl::Status accepted = StartAsync(subject, data, o, std::move(done));
+    // A publish refused here never reaches Finish() (its callback is not
+    // called), so it is counted as failed here.
+    if (!accepted.ok()) failed_.Increment();
+    return accepted;
+  }
+
+  // PublishAsync up to the first attempt: an error means nothing was sent
+  // and `done` will not be called.
+  absl::Status StartAsync(absl::string_view subject, absl::string_view data,
+                          const StreamPublishOptions& o, AckCallback done) {
     if (!done) {
       return absl::InvalidArgumentError("PublishAsync: callback is empty");
     }

@@ -80,8 +80,9 @@ struct ServiceConfig {
 class Service {
  public:
   // Validates `config` (INVALID_ARGUMENT naming the rule broken, nothing
-  // subscribed), subscribes the endpoints and the control subjects, and
-  // returns once the server knows all of them.
+  // subscribed, counted in natsgw_errors_total{operation="subscribe"} as a
+  // refused Subscribe is), subscribes the endpoints and the control
+  // subjects, and returns once the server knows all of them.
   static absl::StatusOr<std::unique_ptr<Service>> Start(Connection& conn,
                                                         ServiceConfig config);
   // Stops (see Stop()).

@@ -34,7 +34,9 @@
 // stream temporarily unavailable (JetStream error 503). Not retried, failing
 // at once: message too large or invalid input (INVALID_ARGUMENT), a stream or
 // expected-sequence mismatch (FAILED_PRECONDITION), anything else the stream
-// refuses. Every error names the stream, the subject and the rule.
+// refuses. Every error names the stream, the subject and the rule, and every
+// failed or refused publish (PublishAsync's refusals included) is counted in
+// natsgw_js_published_total{result="failed"}.
 //
 // Thread-safety: thread-safe. AckCallbacks run on natsgw's reply, timer or
 // retry thread; they must not block and may run concurrently with each other.

@@ -1,6 +1,11 @@
 #include "natsgw/rpc_client.h"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
 #include <exception>
+#include <memory>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -243,6 +248,30 @@ absl::Status InvalidReply(const MethodDescriptor& method,
   return absl::InvalidArgumentError(absl::StrCat(
       "reply of ", method.full_service_name, ".", method.method,
       " is not a valid ", method.response_type, ": ", verify_status.message()));
+}
+
+absl::Status ClientCall::InvalidReply(const absl::Status& verify_status) {
+  absl::Status status = internal::InvalidReply(method(), verify_status);
+  // The gateway delivered the reply as a success and counted nothing; the
+  // call fails here, on data a responder sent. It is counted in the
+  // gateway's natsgw_errors_total{operation="request"}: with the same name
+  // (and no constant labels) the registry hands back the gateway's family.
+  // prometheus-cpp reports conflicts by throwing; the call still fails.
+  if (const std::shared_ptr<prometheus::Registry>& registry =
+          channel_->connection->registry();
+      registry != nullptr) {
+    try {
+      prometheus::BuildCounter()
+          .Name("natsgw_errors_total")
+          .Help("Failed operations by operation and status code.")
+          .Register(*registry)
+          .Add({{"operation", "request"},
+                {"code", absl::StatusCodeToString(status.code())}})
+          .Increment();
+    } catch (const std::exception&) {
+    }
+  }
+  return status;
 }
 
 }  // namespace internal

@@ -184,9 +184,16 @@ absl::Status RunVerifier(const VerifyLimits& limits, VerifyPass pass) {
                                                " and more than ", tables,
                                                " tables (table limit)"));
   }
-  return Invalid("malformed",
-                 "offsets, sizes or alignment inside the buffer are invalid "
-                 "for the expected root type");
+  // The relaxed pass stops at relaxed_depth, so a buffer nested deeper than
+  // that fails it like a malformed one; verifying deeper to tell them apart
+  // would let a hostile buffer drive the recursive verifier as deep as its
+  // size allows. The message names both possibilities.
+  return Invalid(
+      "malformed",
+      absl::StrCat("offsets, sizes or alignment inside the buffer are "
+                   "invalid for the expected root type, or tables and "
+                   "vectors nest deeper than ",
+                   relaxed_depth, " (depth limit)"));
 }
 
 }  // namespace internal

@@ -27,7 +27,8 @@
 // thread's reusable builder (natsgw/builder_lease.h) and finished with the
 // schema's file identifier by the channel. A reply is verified
 // (natsgw/verified.h, ClientOptions::verify) before the caller sees it; a
-// reply that fails is INVALID_ARGUMENT. Every failed call's status carries
+// reply that fails is INVALID_ARGUMENT, counted in the connection's
+// natsgw_errors_total{operation="request"}. Every failed call's status carries
 // its trace ID (natsgw::TraceIdFromStatus) and, once the request was sent,
 // its message ID (natsgw::MessageIdFromStatus).
 //
@@ -164,6 +165,11 @@ class ClientCall {
   // OnFinish and returns the status. Call exactly once.
   absl::Status Finish(absl::Status status, const Headers* reply_headers);
 
+  // The status for a reply that failed verification (InvalidReply below),
+  // counted as a failed request in natsgw_errors_total: the gateway saw a
+  // reply, the caller gets an error.
+  absl::Status InvalidReply(const absl::Status& verify_status);
+
  private:
   friend class ClientCallStarter;
 
@@ -211,8 +217,7 @@ absl::StatusOr<Response<Resp>> CompleteCall(ClientCall& call,
       std::move(message.data), call.method().file_identifier,
       call.verify_limits());
   if (!verified.ok()) {
-    return call.Finish(InvalidReply(call.method(), verified.status()),
-                       &message.headers);
+    return call.Finish(call.InvalidReply(verified.status()), &message.headers);
   }
   absl::Status status = call.Finish(absl::OkStatus(), &message.headers);
   if (!status.ok()) return status;

@@ -23,7 +23,10 @@
 // Limits (VerifyLimits) bound the work a hostile buffer can cause: nesting
 // depth, number of tables visited and size. Failure is INVALID_ARGUMENT whose
 // message names the rule: "file identifier", "size limit", "depth limit",
-// "table limit" or "malformed".
+// "table limit" or "malformed". A buffer nested deeper than 64 (FlatBuffers'
+// own default limit) is "malformed" with a message saying it may be either:
+// telling the two apart would mean verifying as deep as a hostile buffer
+// likes.
 //
 // Thread-safety: Verify/FromView are pure functions. A Verified<T> is a value
 // type: concurrent const access is safe; a moved-from object may only be

@@ -2222,6 +2222,7 @@ TEST_F(HostileJetStreamTest, StreamPublisherBeyondMaxPendingIsRefused) {
   auto publisher =
       StreamPublisher::Create(*js_, {.stream = "ORDERS",
                                      .attempt_timeout = absl::Seconds(10),
+                                     .retry = {.max_attempts = 1},
                                      .max_pending = 2,
                                      .pending_wait = absl::Milliseconds(50)});
   ASSERT_TRUE(publisher.ok()) << publisher.status();

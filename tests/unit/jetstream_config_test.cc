@@ -85,6 +85,13 @@ TEST(StreamPublishRetryBudgetTest, CountsEveryAttemptAndTheLongestBackoffs) {
   // The defaults fit the server's default 2-minute duplicate window.
   EXPECT_LT(StreamPublishRetryBudget(StreamPublisherOptions{}),
             absl::Minutes(2));
+  // And their backoffs alone, even at their shortest (jitter takes up to
+  // half), outlast a stream leader election (up to 9 s), during which every
+  // attempt fails at once with no responders.
+  StreamPublisherOptions defaults;
+  defaults.attempt_timeout = absl::ZeroDuration();
+  EXPECT_GT(StreamPublishRetryBudget(defaults) * (1 - defaults.retry.jitter),
+            absl::Seconds(10));
 }
 
 TEST(StreamConsumerTest, RequiredIdempotencyTtlCoversEveryRedelivery) {

@@ -70,8 +70,12 @@ struct StreamPublisherOptions {
   // How long one attempt waits for the stream's ack.
   absl::Duration attempt_timeout = absl::Seconds(2);
   // Attempts and backoff. Attempt timeouts are always retryable; other codes
-  // as listed in retry.retryable_codes.
-  RetryPolicy retry = {.max_attempts = 5,
+  // as listed in retry.retryable_codes. The default rides out a stream
+  // leader election (4 to 9 s in nats-server 2.9), during which attempts
+  // fail at once with no responders: its backoffs alone add up to 10.5 to
+  // 21 s; its worst case (every attempt timing out) is about 51 s, well
+  // inside the default 2 minute duplicate window.
+  RetryPolicy retry = {.max_attempts = 15,
                        .initial_backoff = absl::Milliseconds(100),
                        .max_backoff = absl::Seconds(2),
                        .multiplier = 2.0,

@@ -1,14 +1,12 @@
 #include "natsgw/rpc_client.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/registry.h>
-
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "failure_count.h"
 #include "natsgw/builder_lease.h"
 #include "natsgw/service_error.h"
 #include "natsgw/trace_sampling.h"
@@ -168,7 +166,7 @@ absl::StatusOr<Message> ClientCallStarter::Run(
   BuilderLease lease;
   if (absl::Status s = Prepare(c, options, finish_request, request, lease);
       !s.ok()) {
-    return s;
+    return CountFailure(*channel->connection, "request", std::move(s));
   }
   // The blocking Request: this thread may read its own reply (one thread
   // hand-off fewer than waiting for a callback).
@@ -191,7 +189,7 @@ void ClientCallStarter::Start(
   BuilderLease lease;
   if (absl::Status s = Prepare(*call, options, finish_request, request, lease);
       !s.ok()) {
-    done(call, std::move(s));
+    done(call, CountFailure(*channel->connection, "request", std::move(s)));
     return;
   }
   const ClientCallInfo& info = call->info_;
@@ -251,27 +249,10 @@ absl::Status InvalidReply(const MethodDescriptor& method,
 }
 
 absl::Status ClientCall::InvalidReply(const absl::Status& verify_status) {
-  absl::Status status = internal::InvalidReply(method(), verify_status);
   // The gateway delivered the reply as a success and counted nothing; the
-  // call fails here, on data a responder sent. It is counted in the
-  // gateway's natsgw_errors_total{operation="request"}: with the same name
-  // (and no constant labels) the registry hands back the gateway's family.
-  // prometheus-cpp reports conflicts by throwing; the call still fails.
-  if (const std::shared_ptr<prometheus::Registry>& registry =
-          channel_->connection->registry();
-      registry != nullptr) {
-    try {
-      prometheus::BuildCounter()
-          .Name("natsgw_errors_total")
-          .Help("Failed operations by operation and status code.")
-          .Register(*registry)
-          .Add({{"operation", "request"},
-                {"code", absl::StatusCodeToString(status.code())}})
-          .Increment();
-    } catch (const std::exception&) {
-    }
-  }
-  return status;
+  // call fails here, on data a responder sent.
+  return CountFailure(*channel_->connection, "request",
+                      internal::InvalidReply(method(), verify_status));
 }
 
 }  // namespace internal

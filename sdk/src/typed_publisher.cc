@@ -1,6 +1,9 @@
 #include "natsgw/typed_publisher.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "failure_count.h"
 #include "natsgw/validation.h"
 
 namespace natsgw::internal {
@@ -24,27 +27,35 @@ absl::StatusOr<std::shared_ptr<const PublisherState>> NewPublisherState(
       IsSubjectTemplate(subject), std::move(options)});
 }
 
+absl::Status Refused(const PublisherState& state, absl::Status status) {
+  return CountFailure(*state.connection, "publish", std::move(status));
+}
+
 absl::StatusOr<absl::string_view> ResolveSubject(const PublisherState& state,
                                                  absl::string_view subject) {
   if (subject.empty()) {
     if (state.is_template) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "publishing ", state.what, ": the topic's subject '", state.subject,
-          "' is a template; name the concrete subject (PublishTo)"));
+      return Refused(
+          state,
+          absl::InvalidArgumentError(absl::StrCat(
+              "publishing ", state.what, ": the topic's subject '",
+              state.subject,
+              "' is a template; name the concrete subject (PublishTo)")));
     }
     return absl::string_view(state.subject);
   }
   if (absl::Status s =
           ValidatePublishSubject(subject, state.connection->options().limits);
       !s.ok()) {
-    return s;
+    return Refused(state, std::move(s));
   }
   // Also for a topic without wildcards: its subject is the metric label, so
   // it must be the subject actually used.
   if (!SubjectMatches(state.subject, subject)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "publishing ", state.what, ": subject '", subject,
-        "' does not match the topic's subject '", state.subject, "'"));
+    return Refused(state, absl::InvalidArgumentError(absl::StrCat(
+                              "publishing ", state.what, ": subject '", subject,
+                              "' does not match the topic's subject '",
+                              state.subject, "'")));
   }
   return subject;
 }
@@ -52,9 +63,10 @@ absl::StatusOr<absl::string_view> ResolveSubject(const PublisherState& state,
 absl::Status InvalidBuffer(const PublisherState& state,
                            absl::string_view subject,
                            const absl::Status& verify_status) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "publishing to '", subject, "': the buffer is not a valid ", state.what,
-      ": ", verify_status.message(), "; nothing was sent"));
+  return Refused(state, absl::InvalidArgumentError(absl::StrCat(
+                            "publishing to '", subject,
+                            "': the buffer is not a valid ", state.what, ": ",
+                            verify_status.message(), "; nothing was sent")));
 }
 
 absl::StatusOr<SendInfo> PublishFinished(const PublisherState& state,

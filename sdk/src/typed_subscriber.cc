@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "failure_count.h"
 #include "natsgw/logger.h"
 #include "natsgw/validation.h"
 
@@ -103,8 +105,10 @@ absl::StatusOr<prometheus::Counter*> InvalidCounter(
 
 }  // namespace
 
-absl::Status EmptyEventHandler() {
-  return absl::InvalidArgumentError("SubscribeTyped: the handler is empty");
+absl::Status EmptyEventHandler(const Connection& connection) {
+  return CountFailure(
+      connection, "subscribe",
+      absl::InvalidArgumentError("SubscribeTyped: the handler is empty"));
 }
 
 absl::StatusOr<std::unique_ptr<Subscription>> SubscribeVerified(
@@ -113,16 +117,19 @@ absl::StatusOr<std::unique_ptr<Subscription>> SubscribeVerified(
     absl::string_view queue_group, const SubscriberOptions& options,
     VerifyAndDeliver deliver) {
   const MessageLimits& limits = connection.options().limits;
+  // Refused here, before the Connection sees them: counted as the
+  // Connection counts the subscriptions it refuses.
   if (absl::Status s = ValidateEventTopic(subject, file_identifier, limits);
       !s.ok()) {
-    return s;
+    return CountFailure(connection, "subscribe", std::move(s));
   }
   if (absl::Status s = ValidateQueueGroup(queue_group, limits); !s.ok()) {
-    return s;
+    return CountFailure(connection, "subscribe", std::move(s));
   }
   if (absl::Status s = ValidateVerifyLimits(options.verify); !s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SubscriberOptions.verify: ", s.message()));
+    return CountFailure(connection, "subscribe",
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "SubscriberOptions.verify: ", s.message())));
   }
   std::shared_ptr<prometheus::Registry> registry = connection.registry();
   if (registry == nullptr) {

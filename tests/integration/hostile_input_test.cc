@@ -25,13 +25,11 @@
 // "Nothing reaches the wire" is checked with a plain nats.c subscriber on
 // '>' (WireTap): it sees everything published on the server.
 //
-// One exception to "a counter moves": what the typed layer refuses of its
-// caller's input before the Connection sees it (SubscribeTyped's arguments, a
-// typed publish's subject or prebuilt buffer, a negative call timeout)
-// answers with its status only. natsgw_errors_total counts what the
-// Connection refused, and sdk_typed_pubsub_test tells the two apart by it.
-// Inbound data the typed layer refuses (requests, events, replies) is
-// counted.
+// What the typed layer refuses of its caller's input before the Connection
+// sees it (SubscribeTyped's arguments, a typed publish's subject or prebuilt
+// buffer, a negative call timeout, an empty builder) is counted in the same
+// natsgw_errors_total series, once; so is inbound data it rejects
+// (requests, events, replies).
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -987,17 +985,11 @@ TEST_F(HostileInputTest, SubscribeServeAndSubscribeTypedRefuseHostilePatterns) {
                     .status(),
                 HostileSend("verify limits", "max_depth"));
 
-  // Every refusal the Connection made is counted: Subscribe's and Serve's,
-  // and SubscribeTyped's once its arguments reached Connection::Subscribe
-  // (the option cases). The typed layer's own argument checks answer with
-  // a status only (natsgw_errors_total counts what the Connection refused;
-  // sdk_typed_pubsub_test relies on telling the two apart).
-  double reached_connection = 2.0 * static_cast<double>(cases.size()) + 2;
-  for (const Case& c : cases) {
-    reached_connection += c.subscribe.workers != 0 ? 1 : 0;
-  }
+  // Every refusal is counted once, by whichever layer made it: Subscribe's,
+  // Serve's and SubscribeTyped's for each case, the three empty handlers,
+  // the three broken identifiers and the verify limits.
   EXPECT_EQ(Errors("subscribe", absl::StatusCode::kInvalidArgument) - before,
-            reached_connection);
+            3.0 * static_cast<double>(cases.size()) + 3 + 3 + 1);
   // None subscribed anything on the server.
   EXPECT_EQ(ServerSubscriptions(), subscriptions_before);
   EXPECT_THAT(tap->Unexpected(*conn, {"accepted."}), IsEmpty());
@@ -1220,11 +1212,9 @@ TEST_F(HostileInputTest, TypedCallsRefuseEveryHostileSend) {
       ++refused;
     }
   }
-  // Timeouts and builders only the typed layer sees.
+  // Timeouts and builders only the typed layer sees (and counts).
   CallOptions negative;
   negative.timeout = absl::Milliseconds(-1);
-  // (Refused by the typed layer itself: a status, not counted; see
-  // SubscribeServeAndSubscribeTypedRefuseHostilePatterns.)
   ExpectRefused(client->Echo(build(4), negative).status(),
                 HostileSend("negative call timeout", "negative"));
   auto null_root = [](flatbuffers::FlatBufferBuilder&) {
@@ -1232,6 +1222,7 @@ TEST_F(HostileInputTest, TypedCallsRefuseEveryHostileSend) {
   };
   ExpectRefused(client->Echo(null_root).status(),
                 HostileSend("builder returning no table", "null"));
+  refused += 2;
 
   EXPECT_EQ(Errors("request", absl::StatusCode::kInvalidArgument) - before,
             static_cast<double>(refused));
@@ -1266,9 +1257,9 @@ TEST_F(HostileInputTest, TypedPublisherRefusesEveryHostileSendAndBuffer) {
   const std::string good_subject = "users.eu.events.UserRegistered";
 
   const double before = Errors("publish", absl::StatusCode::kInvalidArgument);
-  // Counted: what Connection::Publish refused. The typed layer's own
-  // refusals (subjects, buffers, topics) answer with a status only; see
-  // SubscribeServeAndSubscribeTypedRefuseHostilePatterns.
+  // Every refused publish is counted once, by whichever layer refused it
+  // (the typed layer: subjects and buffers; the Connection: the rest).
+  // A topic refused at Create is no publish.
   int refused = 0;
   for (const HostileSend& c : AllHostileSends()) {
     PublishOptions options;
@@ -1282,12 +1273,13 @@ TEST_F(HostileInputTest, TypedPublisherRefusesEveryHostileSendAndBuffer) {
                                   user(c.payload_bytes), options)
                       .status(),
                   expected);
-    if (!c.subject.has_value()) ++refused;
+    ++refused;
   }
   ExpectRefused(
       publisher->PublishTo("users.HOSTILE.x.events.UserRegistered", user(4))
           .status(),
       HostileSend("subject outside the topic", "does not match"));
+  ++refused;
   // Prebuilt buffers are verified first.
   auto nodes = TypedPublisher<Node>::Create(*conn, kNodeEvents,
                                             {.verify = NodeLimits()});
@@ -1295,6 +1287,7 @@ TEST_F(HostileInputTest, TypedPublisherRefusesEveryHostileSendAndBuffer) {
   for (const HostileBuffer& b : HostileNodeBuffers()) {
     ExpectRefused(nodes->PublishBuffer(b.bytes).status(),
                   HostileSend(b.what, b.rule));
+    ++refused;
   }
   // Topics that are no contract at all.
   for (const EventTopic<UserRegistered>& topic :

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
@@ -190,12 +191,15 @@ class TypedPubSubNoServerTest : public ::testing::Test {
 
   // How many publishes reached Connection::Publish: all fail there, for
   // want of a server (the code depends on what nats.c knows while
-  // disconnected), and are counted under operation="publish".
-  int PublishErrors() {
+  // disconnected, never INVALID_ARGUMENT), and are counted under
+  // operation="publish". With `refused`: how many the typed layer refused
+  // before the connection (INVALID_ARGUMENT, counted in the same series).
+  int PublishErrors(bool refused = false) {
     int total = 0;
     for (absl::string_view line : absl::StrSplit(Scrape(), '\n')) {
       if (!absl::StartsWith(line, "natsgw_errors_total{") ||
-          !absl::StrContains(line, "operation=\"publish\"")) {
+          !absl::StrContains(line, "operation=\"publish\"") ||
+          absl::StrContains(line, "code=\"INVALID_ARGUMENT\"") != refused) {
         continue;
       }
       int value = 0;
@@ -280,8 +284,10 @@ TEST_F(TypedPubSubNoServerTest, MalformedBufferIsRefusedBeforeTheWire) {
                       HasSubstr("users.events.UserRegistered"),
                       HasSubstr("nothing was sent")));
   }
-  // None of them reached the connection.
+  // None of them reached the connection; each was counted as refused.
   EXPECT_EQ(PublishErrors(), 0);
+  EXPECT_EQ(PublishErrors(/*refused=*/true),
+            static_cast<int>(std::size(cases)));
   EXPECT_THAT(Scrape(), Not(HasSubstr("natsgw_messages_published_total{")));
 
   // A valid one does (and fails there, for want of a server).
@@ -347,6 +353,7 @@ TEST_F(TypedPubSubNoServerTest, NullRootIsRefused) {
               AllOf(HasSubstr("natsgw.users.UserRegistered"),
                     HasSubstr("root offset is null")));
   EXPECT_EQ(PublishErrors(), 0);
+  EXPECT_EQ(PublishErrors(/*refused=*/true), 1);
 }
 
 TEST_F(TypedPubSubNoServerTest, TemplateSubjects) {

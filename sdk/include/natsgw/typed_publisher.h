@@ -104,13 +104,18 @@ absl::StatusOr<std::shared_ptr<const PublisherState>> NewPublisherState(
     absl::string_view file_identifier, absl::string_view type_name,
     PublisherOptions options);
 
+// `status` (not OK), counted as a refused publish in the connection's
+// natsgw_errors_total{operation="publish"}.
+absl::Status Refused(const PublisherState& state, absl::Status status);
+
 // `subject` if it is a valid subject matched by the topic's template, the
 // topic's own subject if `subject` is empty and the topic is no template;
-// INVALID_ARGUMENT otherwise.
+// INVALID_ARGUMENT (counted, see Refused) otherwise.
 absl::StatusOr<absl::string_view> ResolveSubject(const PublisherState& state,
                                                  absl::string_view subject);
 
-// INVALID_ARGUMENT naming the rule, for a buffer that failed verification.
+// INVALID_ARGUMENT naming the rule, for a buffer that failed verification
+// (counted, see Refused).
 absl::Status InvalidBuffer(const PublisherState& state,
                            absl::string_view subject,
                            const absl::Status& verify_status);
@@ -183,7 +188,7 @@ class TypedPublisher {
     const flatbuffers::Offset<T> root = build(fbb);
     absl::Status finished = internal::FinishWithIdentifier(
         fbb, root.o, state_->file_identifier, state_->what);
-    if (!finished.ok()) return finished;
+    if (!finished.ok()) return internal::Refused(*state_, std::move(finished));
     // Publish copies the bytes before returning, so the lease may end then.
     return internal::PublishFinished(*state_, *to, lease.bytes(), options);
   }

@@ -141,7 +141,9 @@ absl::StatusOr<std::unique_ptr<Subscription>> SubscribeVerified(
     absl::string_view queue_group, const SubscriberOptions& options,
     VerifyAndDeliver deliver);
 
-absl::Status EmptyEventHandler();
+// INVALID_ARGUMENT for an empty handler, counted in `connection`'s
+// natsgw_errors_total{operation="subscribe"}.
+absl::Status EmptyEventHandler(const Connection& connection);
 
 }  // namespace internal
 
@@ -166,7 +168,7 @@ absl::StatusOr<std::unique_ptr<Subscription>> SubscribeTyped(
     absl::string_view queue_group,
     std::type_identity_t<EventHandler<T>> handler,
     const SubscriberOptions& options = {}) {
-  if (!handler) return internal::EmptyEventHandler();
+  if (!handler) return internal::EmptyEventHandler(connection);
   return internal::SubscribeVerified(
       connection, topic.subject, topic.file_identifier, topic.type_name,
       queue_group, options,

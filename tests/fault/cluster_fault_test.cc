@@ -39,6 +39,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "fault/fault_support.h"
 #include "fault/loss_checker.h"
 #include "gtest/gtest.h"
 #include "harness/http_client.h"
@@ -57,6 +58,7 @@ namespace {
 
 using ::natsgw::testing::FaultResultLine;
 using ::natsgw::testing::LossChecker;
+using ::natsgw::testing::Ms;
 using ::natsgw::testing::NatsCluster;
 using ::natsgw::testing::UnavailabilityMeter;
 
@@ -78,8 +80,6 @@ void SleepUntil(absl::Time until) {
   const absl::Duration left = until - absl::Now();
   if (left > absl::ZeroDuration()) absl::SleepFor(left);
 }
-
-int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 // kProducers threads, each publishing messages 0, 1, 2, ... sequentially
 // through one StreamPublisher with message IDs "p<p>-<c>" until told to stop
@@ -462,8 +462,34 @@ class ClusterFaultTest : public testing::NatsClusterTest {
     NatsClusterTest::TearDown();
   }
 
-  void StartProducers() {
+  // Starts the producers and waits until each scenario's baseline,
+  // kAckedAround acknowledged messages, is in before any fault.
+  absl::Status StartProducers() {
     producers_ = std::make_unique<Producers>(*publisher_, checker_, meter_);
+    return producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30));
+  }
+
+  // What became of the stream leader after a fault.
+  struct Election {
+    absl::Time fault;     // when the fault was applied
+    int successor = -1;   // the node leading the stream now
+    absl::Duration took;  // from the fault until the successor was known
+  };
+
+  // Applies `fault` (Kill, Pause) to node `leader`, recorded in the meter,
+  // and waits up to 30 s for another node to lead the stream.
+  absl::StatusOr<Election> FaultLeader(
+      int leader, absl::Status (testing::NatsServer::*fault)()) {
+    Election e;
+    e.fault = absl::Now();
+    meter_.Fault(e.fault);
+    absl::Status applied = (cluster().node(leader).*fault)();
+    if (!applied.ok()) return applied;
+    absl::StatusOr<int> successor = StreamLeader(absl::Seconds(30), leader);
+    if (!successor.ok()) return successor.status();
+    e.successor = *successor;
+    e.took = absl::Now() - e.fault;
+    return e;
   }
 
   // The index of the node leading the stream, once one other than `not_this`
@@ -638,19 +664,15 @@ class ClusterFaultTest : public testing::NatsClusterTest {
 // F1: kill -9 of the stream leader mid-stream; a follower takes over, and
 // the old leader, restarted ~5 s later, rejoins and converges.
 TEST_F(ClusterFaultTest, F1KillStreamLeader) {
-  StartProducers();
-  ASSERT_TRUE(
-      producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30)).ok());
+  absl::Status started = StartProducers();
+  ASSERT_TRUE(started.ok()) << started;
   absl::StatusOr<int> leader = StreamLeader(absl::Seconds(10));
   ASSERT_TRUE(leader.ok()) << leader.status();
 
-  const absl::Time killed = absl::Now();
-  meter_.Fault(killed);
-  ASSERT_TRUE(cluster().node(*leader).Kill().ok());
-  absl::StatusOr<int> successor = StreamLeader(absl::Seconds(30), *leader);
-  ASSERT_TRUE(successor.ok()) << successor.status();
-  const absl::Duration election = absl::Now() - killed;
-  SleepUntil(killed + absl::Seconds(5));
+  absl::StatusOr<Election> election =
+      FaultLeader(*leader, &testing::NatsServer::Kill);
+  ASSERT_TRUE(election.ok()) << election.status();
+  SleepUntil(election->fault + absl::Seconds(5));
   const absl::Time restart = absl::Now();
   // Restart() returns once the node reports healthy: caught up.
   absl::Status restarted = cluster().node(*leader).Restart();
@@ -662,17 +684,16 @@ TEST_F(ClusterFaultTest, F1KillStreamLeader) {
 
   FinishAndVerify("F1_kill_stream_leader",
                   {{"killed_node", *leader + 1},
-                   {"new_leader_node", *successor + 1},
-                   {"election_ms", Ms(election)},
+                   {"new_leader_node", election->successor + 1},
+                   {"election_ms", Ms(election->took)},
                    {"restart_to_healthy_ms", Ms(rejoin)}});
 }
 
 // F2: kill -9 of a node that leads nothing (neither the stream nor, when
 // possible, the meta group); it catches up after its restart.
 TEST_F(ClusterFaultTest, F2KillFollowerWhichCatchesUp) {
-  StartProducers();
-  ASSERT_TRUE(
-      producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30)).ok());
+  absl::Status started = StartProducers();
+  ASSERT_TRUE(started.ok()) << started;
   absl::StatusOr<int> leader = StreamLeader(absl::Seconds(10));
   ASSERT_TRUE(leader.ok()) << leader.status();
   const absl::StatusOr<int> meta = cluster().MetaLeader();
@@ -716,22 +737,18 @@ TEST_F(ClusterFaultTest, F2KillFollowerWhichCatchesUp) {
 // others elect a new leader, the client notices the silent server by its
 // pings and moves; after SIGCONT the old leader follows and converges.
 TEST_F(ClusterFaultTest, F3PauseStreamLeader) {
-  StartProducers();
-  ASSERT_TRUE(
-      producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30)).ok());
+  absl::Status started = StartProducers();
+  ASSERT_TRUE(started.ok()) << started;
   absl::StatusOr<int> leader = StreamLeader(absl::Seconds(10));
   ASSERT_TRUE(leader.ok()) << leader.status();
 
-  const absl::Time paused = absl::Now();
-  meter_.Fault(paused);
-  ASSERT_TRUE(cluster().node(*leader).Pause().ok());
-  absl::StatusOr<int> successor = StreamLeader(absl::Seconds(30), *leader);
-  ASSERT_TRUE(successor.ok()) << successor.status();
-  const absl::Duration election = absl::Now() - paused;
+  absl::StatusOr<Election> election =
+      FaultLeader(*leader, &testing::NatsServer::Pause);
+  ASSERT_TRUE(election.ok()) << election.status();
   // Publishing goes on under the new leader while the old one is frozen.
   absl::Status during = producers_->WaitForMoreAcks(10, absl::Seconds(30));
   ASSERT_TRUE(during.ok()) << during;
-  SleepUntil(paused + absl::Seconds(15));
+  SleepUntil(election->fault + absl::Seconds(15));
   ASSERT_TRUE(cluster().node(*leader).Resume().ok());
   const absl::Time resumed = absl::Now();
   // Healthy includes the old leader's stream and consumer replicas being
@@ -745,8 +762,8 @@ TEST_F(ClusterFaultTest, F3PauseStreamLeader) {
 
   FinishAndVerify("F3_pause_stream_leader",
                   {{"paused_node", *leader + 1},
-                   {"new_leader_node", *successor + 1},
-                   {"election_ms", Ms(election)},
+                   {"new_leader_node", election->successor + 1},
+                   {"election_ms", Ms(election->took)},
                    {"healthy_after_resume_ms", Ms(rejoin)}});
 }
 
@@ -758,9 +775,8 @@ TEST_F(ClusterFaultTest, F5KillWholeCluster) {
   absl::StatusOr<StreamState> stream = js_->GetStream(kStream);
   ASSERT_TRUE(stream.ok()) << stream.status();
   EXPECT_LT(publisher_->RetryBudget(), stream->config.duplicate_window);
-  StartProducers();
-  ASSERT_TRUE(
-      producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30)).ok());
+  absl::Status started = StartProducers();
+  ASSERT_TRUE(started.ok()) << started;
 
   const absl::Time killed = absl::Now();
   meter_.Fault(killed);
@@ -788,9 +804,8 @@ TEST_F(ClusterFaultTest, F5KillWholeCluster) {
 // waiting for the cluster to be healthy in between, as an upgrade would.
 // The callers see no error at all: retries absorb every restart.
 TEST_F(ClusterFaultTest, F6RollingRestart) {
-  StartProducers();
-  ASSERT_TRUE(
-      producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30)).ok());
+  absl::Status started = StartProducers();
+  ASSERT_TRUE(started.ok()) << started;
   for (int i = 0; i < cluster().size(); ++i) {
     meter_.Fault();
     absl::Status restarted = cluster().node(i).Restart();
@@ -814,9 +829,8 @@ TEST_F(ClusterFaultTest, F6RollingRestart) {
 TEST_F(ClusterFaultTest, F8LeaderStepDowns) {
   constexpr int kStepDowns = 10;
   ASSERT_TRUE(EnsureRaw().ok());
-  StartProducers();
-  ASSERT_TRUE(
-      producers_->WaitForMoreAcks(kAckedAround, absl::Seconds(30)).ok());
+  absl::Status started = StartProducers();
+  ASSERT_TRUE(started.ok()) << started;
   int refused = 0;
   int replays = 0;
   absl::Duration longest_election = absl::ZeroDuration();

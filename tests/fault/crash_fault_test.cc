@@ -38,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "fault/fault_support.h"
 #include "fault/loss_checker.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -63,6 +64,8 @@ namespace fs = std::filesystem;
 using ::natsgw::testing::Eventually;
 using ::natsgw::testing::FaultResultLine;
 using ::natsgw::testing::LossChecker;
+using ::natsgw::testing::Ms;
+using ::natsgw::testing::PollUntil;
 using ::natsgw::testing::UnavailabilityMeter;
 
 constexpr char kStream[] = "EVENTS";
@@ -104,21 +107,6 @@ std::map<uint64_t, AckLine> AckLines(const std::string& path,
     out[ToU64(f[1])] = AckLine{ToU64(f[2]), f[3] == "1"};
   }
   return out;
-}
-
-int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
-
-// Polls `done` every `interval` until it holds; false after `timeout`. For
-// conditions that cost a server round trip to evaluate.
-template <typename Pred>
-bool PollUntil(Pred done, absl::Duration timeout,
-               absl::Duration interval = absl::Milliseconds(50)) {
-  const absl::Time until = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > until) return false;
-    absl::SleepFor(interval);
-  }
-  return true;
 }
 
 // Reads a stream back by sequence with plain nats.c (js_GetMsg), so the
@@ -543,7 +531,7 @@ TEST_F(CrashFaultTest, ConsumerKilledBetweenCommitAndAckIsTakenOverOnce) {
            consumer.ok() && consumer->ack_pending == 0 &&
            consumer->pending == 0;
   };
-  ASSERT_TRUE(PollUntil(settled, absl::Seconds(30)))
+  ASSERT_TRUE(PollUntil(settled, absl::Seconds(30), absl::Milliseconds(50)))
       << checker.Check().ToString();
   const absl::Duration takeover = absl::Now() - killed;
   ASSERT_TRUE((*b)->Stop(absl::Seconds(5)).ok());

@@ -55,6 +55,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -160,6 +161,30 @@ absl::StatusOr<std::unique_ptr<Connection>> Connect(const std::string& url,
   options.reconnect.wait = absl::Milliseconds(100);
   options.logger = std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
   return Connection::Create(options);
+}
+
+// A connection and the JetStream context on it, destroyed in that order
+// reversed (the context first).
+struct JetStreamSession {
+  std::unique_ptr<Connection> conn;
+  std::unique_ptr<JetStream> js;
+};
+
+// Connects to `url` as `name` and opens JetStream; on failure writes why to
+// the output file and returns nullopt.
+std::optional<JetStreamSession> ConnectJetStream(const std::string& url,
+                                                 const std::string& name) {
+  auto conn = Connect(url, name);
+  if (!conn.ok()) {
+    Out().Write(absl::StrCat("connect: ", conn.status().ToString()));
+    return std::nullopt;
+  }
+  auto js = JetStream::Create(**conn);
+  if (!js.ok()) {
+    Out().Write(absl::StrCat("jetstream: ", js.status().ToString()));
+    return std::nullopt;
+  }
+  return JetStreamSession{*std::move(conn), *std::move(js)};
 }
 
 // Blocks SIGTERM and SIGINT in every thread started afterwards, so the main
@@ -311,20 +336,13 @@ int Produce(const std::map<std::string, std::string>& flags) {
     Out().Write("produce needs --url, --stream, --subject and --dir");
     return 2;
   }
-  auto conn = Connect(url, "fault-child-producer");
-  if (!conn.ok()) {
-    Out().Write(absl::StrCat("connect: ", conn.status().ToString()));
-    return 1;
-  }
-  auto js = JetStream::Create(**conn);
-  if (!js.ok()) {
-    Out().Write(absl::StrCat("jetstream: ", js.status().ToString()));
-    return 1;
-  }
+  std::optional<JetStreamSession> session =
+      ConnectJetStream(url, "fault-child-producer");
+  if (!session.has_value()) return 1;
   StreamPublisherOptions po;
   po.stream = stream;
   po.max_pending = 64;
-  auto publisher = StreamPublisher::Create(**js, po);
+  auto publisher = StreamPublisher::Create(*session->js, po);
   if (!publisher.ok()) {
     Out().Write(absl::StrCat("publisher: ", publisher.status().ToString()));
     return 1;
@@ -413,18 +431,11 @@ int Consume(const std::map<std::string, std::string>& flags) {
   sigset_t shutdown;
   BlockShutdownSignals(&shutdown);
   LineFile journal(journal_path);
-  auto conn = Connect(url, "fault-child-consumer");
-  if (!conn.ok()) {
-    Out().Write(absl::StrCat("connect: ", conn.status().ToString()));
-    return 1;
-  }
-  auto js = JetStream::Create(**conn);
-  if (!js.ok()) {
-    Out().Write(absl::StrCat("jetstream: ", js.status().ToString()));
-    return 1;
-  }
+  std::optional<JetStreamSession> session =
+      ConnectJetStream(url, "fault-child-consumer");
+  if (!session.has_value()) return 1;
   auto kv = KvIdempotencyStore::Create(
-      **js, {.bucket = bucket, .ttl = absl::Minutes(5)});
+      *session->js, {.bucket = bucket, .ttl = absl::Minutes(5)});
   if (!kv.ok()) {
     Out().Write(absl::StrCat("kv: ", kv.status().ToString()));
     return 1;
@@ -444,7 +455,7 @@ int Consume(const std::map<std::string, std::string>& flags) {
   const absl::Duration work =
       absl::Milliseconds(IntFlag(flags, "handler_ms", 50));
   auto consumer = StreamConsumer::Create(
-      **js, o, [&](const Delivery& d) -> DeliveryOutcome {
+      *session->js, o, [&](const Delivery& d) -> DeliveryOutcome {
         const std::string& id = d.message().message_id;
         journal.Write(absl::StrCat("start ", id, " ", d.delivery_count()));
         absl::SleepFor(work);

@@ -35,9 +35,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "fault/fault_support.h"
 #include "fault/loss_checker.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "harness/metric_value.h"
 #include "harness/nats_server_fixture.h"
 #include "harness/sync_points.h"
 #include "natsgw/connection.h"
@@ -52,9 +54,10 @@ namespace {
 using ::natsgw::testing::Eventually;
 using ::natsgw::testing::FaultResultLine;
 using ::natsgw::testing::LossChecker;
+using ::natsgw::testing::MetricSum;
+using ::natsgw::testing::Ms;
+using ::natsgw::testing::MustConnect;
 using ::natsgw::testing::UnavailabilityMeter;
-
-int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 // Every call of a fault run: when it started and ended, how, and how often
 // it was completed (exactly once is the promise). Thread-safe.
@@ -84,6 +87,17 @@ class CallLog {
       r.end = now;
       r.code = code;
       r.wrong_reply = wrong_reply;
+    }
+  }
+  // End(), with the outcome also counted in `meter`: OK as a success (even a
+  // wrong reply: the service answered), anything else as a failure.
+  void End(size_t i, absl::StatusCode code, bool wrong_reply,
+           UnavailabilityMeter& meter) {
+    End(i, code, wrong_reply);
+    if (code == absl::StatusCode::kOk) {
+      meter.Success();
+    } else {
+      meter.Failure();
     }
   }
   // Calls completed OK that started at or after `since`.
@@ -281,12 +295,6 @@ ConnectionOptions FaultOptions(std::vector<std::string> servers,
   return options;
 }
 
-std::unique_ptr<Connection> MustConnect(ConnectionOptions options) {
-  auto conn = Connection::Create(std::move(options));
-  EXPECT_TRUE(conn.ok()) << conn.status();
-  return conn.ok() ? *std::move(conn) : nullptr;
-}
-
 // Waits until `count()` has not changed for 200 ms (at most 5 s): for
 // servers that store asynchronously what they received.
 template <typename Count>
@@ -302,24 +310,6 @@ void PollUntilStable(Count count) {
       since = absl::Now();
     }
   }
-}
-
-// Sum of a counter family's series whose labels include `labels`.
-double CounterSum(prometheus::Registry& registry, const std::string& family,
-                  const std::map<std::string, std::string>& labels = {}) {
-  double sum = 0;
-  for (const prometheus::MetricFamily& f : registry.Collect()) {
-    if (f.name != family) continue;
-    for (const prometheus::ClientMetric& m : f.metric) {
-      size_t matched = 0;
-      for (const auto& l : m.label) {
-        auto it = labels.find(l.name);
-        matched += it != labels.end() && it->second == l.value;
-      }
-      if (matched == labels.size()) sum += m.counter.value;
-    }
-  }
-  return sum;
 }
 
 std::string SummaryJson(
@@ -391,12 +381,7 @@ TEST_F(SingleServerFaultTest, KilledUnderRpcLoadEveryCallEndsOnceInTime) {
   CallOptions call_options;
   call_options.timeout = deadline;
   auto end = [&](size_t i, const absl::StatusOr<Response<echo::EchoReply>>& r) {
-    log.End(i, r.status().code(), r.ok() && (*r)->tag() != i);
-    if (r.ok()) {
-      meter.Success();
-    } else {
-      meter.Failure();
-    }
+    log.End(i, r.status().code(), r.ok() && (*r)->tag() != i, meter);
   };
   CallerPool pool(
       log, 3, [&](size_t i) { end(i, client->Echo(EchoTag(i), call_options)); },
@@ -547,8 +532,8 @@ TEST_F(SingleServerFaultTest, KilledJetStreamServerLosesNothingAcknowledged) {
   // at-most-once publish: see README "Delivery guarantees").
   ASSERT_TRUE(Eventually(
       [&] {
-        return CounterSum(*registry_, "natsgw_nats_disconnects_total",
-                          {{"lane", "publish"}}) >= 1;
+        return MetricSum(*registry_, "natsgw_nats_disconnects_total",
+                         {{"lane", "publish"}}) >= 1;
       },
       absl::Seconds(10)));
   std::set<std::string> core_accepted;
@@ -753,12 +738,7 @@ TEST_F(ClusterRpcFaultTest, PausedServerOfTheCallerEndsCallsInTimeAndMovesOn) {
   CallLog log;
   UnavailabilityMeter meter;
   auto end = [&](size_t i, const absl::StatusOr<Message>& r) {
-    log.End(i, r.status().code(), r.ok() && r->data != absl::StrCat(i));
-    if (r.ok()) {
-      meter.Success();
-    } else {
-      meter.Failure();
-    }
+    log.End(i, r.status().code(), r.ok() && r->data != absl::StrCat(i), meter);
   };
   CallerPool pool(
       log, 4,

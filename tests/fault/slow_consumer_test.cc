@@ -30,11 +30,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "fault/fault_support.h"
 #include "fault/loss_checker.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/capturing_logger.h"
 #include "harness/http_client.h"
+#include "harness/metric_value.h"
 #include "harness/nats_server_fixture.h"
 #include "harness/socket.h"
 #include "harness/sync_points.h"
@@ -50,40 +52,13 @@ namespace {
 
 using ::natsgw::testing::Eventually;
 using ::natsgw::testing::LossChecker;
+using ::natsgw::testing::MetricSum;
+using ::natsgw::testing::Ms;
+using ::natsgw::testing::MustConnect;
+using ::natsgw::testing::PollUntil;
 using ::testing::HasSubstr;
 
-int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 int64_t Us(absl::Duration d) { return absl::ToInt64Microseconds(d); }
-
-// Sum of a counter family's series whose labels include `labels`.
-double CounterSum(prometheus::Registry& registry, const std::string& family,
-                  const std::map<std::string, std::string>& labels = {}) {
-  double sum = 0;
-  for (const prometheus::MetricFamily& f : registry.Collect()) {
-    if (f.name != family) continue;
-    for (const prometheus::ClientMetric& m : f.metric) {
-      size_t matched = 0;
-      for (const auto& l : m.label) {
-        auto it = labels.find(l.name);
-        matched += it != labels.end() && it->second == l.value;
-      }
-      if (matched == labels.size()) sum += m.counter.value;
-    }
-  }
-  return sum;
-}
-
-// Polls `done` every `interval` until it holds; false after `timeout`.
-template <typename Pred>
-bool PollUntil(Pred done, absl::Duration timeout,
-               absl::Duration interval = absl::Milliseconds(20)) {
-  const absl::Time until = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > until) return false;
-    absl::SleepFor(interval);
-  }
-  return true;
-}
 
 // The p-th percentile (0..100) of `samples`.
 absl::Duration Percentile(std::vector<absl::Duration> samples, double p) {
@@ -106,11 +81,6 @@ class SlowConsumerFaultTest : public testing::NatsServerTest {
     options.logger =
         std::make_shared<StderrLogger>(absl::LogSeverity::kWarning);
     return options;
-  }
-  std::unique_ptr<Connection> MustConnect(ConnectionOptions options) {
-    auto conn = Connection::Create(std::move(options));
-    EXPECT_TRUE(conn.ok()) << conn.status();
-    return conn.ok() ? *std::move(conn) : nullptr;
   }
 
   std::shared_ptr<prometheus::Registry> registry_ =
@@ -207,12 +177,12 @@ TEST_F(SlowConsumerFaultTest, ClientSideDropsAreCountedAndReportedPerEpisode) {
   EXPECT_TRUE(reply.ok()) << reply.status();
   EXPECT_EQ(sub_conn->state(), ConnectionState::kConnected);
   EXPECT_TRUE((*sub)->active());
-  EXPECT_EQ(CounterSum(*registry_, "natsgw_nats_disconnects_total"), 0);
+  EXPECT_EQ(MetricSum(*registry_, "natsgw_nats_disconnects_total"), 0);
 
   const int64_t dropped = (*sub)->dropped();
   // Reported once per episode: in the metric and in the log.
   const double events =
-      CounterSum(*registry_, "natsgw_slow_consumer_events_total");
+      MetricSum(*registry_, "natsgw_slow_consumer_events_total");
   const std::vector<std::string> reports = logger->Matching("Slow Consumer");
   EXPECT_EQ(events, kEpisodes);
   EXPECT_EQ(reports.size(), static_cast<size_t>(kEpisodes))
@@ -221,8 +191,8 @@ TEST_F(SlowConsumerFaultTest, ClientSideDropsAreCountedAndReportedPerEpisode) {
   // is also counted in natsgw_errors_total{operation="subscribe",
   // code="RESOURCE_EXHAUSTED"}.
   const double dropped_metric =
-      CounterSum(*registry_, "natsgw_errors_total",
-                 {{"operation", "subscribe"}, {"code", "RESOURCE_EXHAUSTED"}});
+      MetricSum(*registry_, "natsgw_errors_total",
+                {{"operation", "subscribe"}, {"code", "RESOURCE_EXHAUSTED"}});
   EXPECT_EQ(dropped_metric, static_cast<double>(dropped))
       << "natsgw_errors_total{operation=\"subscribe\",code=\"RESOURCE_"
          "EXHAUSTED\"} counts slow-consumer events, not dropped messages";
@@ -379,7 +349,7 @@ TEST_F(ServerSlowConsumerFaultTest, ServerClosesOnlyTheClientThatNeverReads) {
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_THAT(failures, ::testing::IsEmpty());
   EXPECT_GT(during.size(), 0u);
-  EXPECT_EQ(CounterSum(*registry_, "natsgw_nats_disconnects_total"), 0);
+  EXPECT_EQ(MetricSum(*registry_, "natsgw_nats_disconnects_total"), 0);
   for (Connection* c : {responder.get(), caller.get(), flooder.get()}) {
     EXPECT_EQ(c->state(), ConnectionState::kConnected);
   }
@@ -498,7 +468,7 @@ TEST_F(SlowConsumerFaultTest, JetStreamSlowConsumerStaysWithinItsBounds) {
   EXPECT_EQ(final_state->ack_pending, 0u);
   EXPECT_EQ(final_state->pending, 0u);
   EXPECT_EQ(final_state->redelivered, 0u);
-  EXPECT_EQ(CounterSum(*registry_, "natsgw_slow_consumer_events_total"), 0);
+  EXPECT_EQ(MetricSum(*registry_, "natsgw_slow_consumer_events_total"), 0);
   {
     std::lock_guard<std::mutex> lock(mu);
     EXPECT_EQ(deliveries.size(), static_cast<size_t>(kMessages));

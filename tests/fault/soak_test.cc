@@ -82,6 +82,7 @@
 #include "fault/loss_checker.h"
 #include "gtest/gtest.h"
 #include "harness/http_client.h"
+#include "harness/metric_value.h"
 #include "harness/nats_server.h"
 #include "natsgw/connection.h"
 #include "natsgw/connection_options.h"
@@ -99,6 +100,7 @@ namespace {
 using ::natsgw::testing::HttpGet;
 using ::natsgw::testing::HttpResponse;
 using ::natsgw::testing::LossChecker;
+using ::natsgw::testing::MetricSum;
 using ::natsgw::testing::NatsCluster;
 using ::natsgw::testing::NatsServerOptions;
 using ::natsgw::testing::UnavailabilityMeter;
@@ -224,38 +226,6 @@ std::string DescribeFds() {
   }
   closedir(dir);
   return absl::StrJoin(out, " ");
-}
-
-// The sum of every series of `family` whose labels include `labels`
-// (histograms: their sample counts).
-double MetricSum(prometheus::Registry& registry, const std::string& family,
-                 const std::map<std::string, std::string>& labels) {
-  double total = 0;
-  for (const prometheus::MetricFamily& f : registry.Collect()) {
-    if (f.name != family) continue;
-    for (const prometheus::ClientMetric& m : f.metric) {
-      size_t matched = 0;
-      for (const prometheus::ClientMetric::Label& l : m.label) {
-        auto it = labels.find(l.name);
-        if (it != labels.end() && it->second == l.value) ++matched;
-      }
-      if (matched != labels.size()) continue;
-      switch (f.type) {
-        case prometheus::MetricType::Counter:
-          total += m.counter.value;
-          break;
-        case prometheus::MetricType::Gauge:
-          total += m.gauge.value;
-          break;
-        case prometheus::MetricType::Histogram:
-          total += static_cast<double>(m.histogram.sample_count);
-          break;
-        default:
-          break;
-      }
-    }
-  }
-  return total;
 }
 
 uint64_t AsCount(double value) { return static_cast<uint64_t>(value + 0.5); }

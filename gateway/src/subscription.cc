@@ -123,7 +123,8 @@ void SubscriptionCore::NoteLibraryDrops() {
 
 int64_t SubscriptionCore::TakeLibraryDropsLocked() {
   int64_t dropped = 0;
-  if (sub_ == nullptr || natsSubscription_GetDropped(sub_, &dropped) != NATS_OK ||
+  if (sub_ == nullptr ||
+      natsSubscription_GetDropped(sub_, &dropped) != NATS_OK ||
       dropped <= accounted_library_drops_) {
     return 0;
   }

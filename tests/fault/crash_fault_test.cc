@@ -46,6 +46,7 @@
 #include "harness/nats_server_fixture.h"
 #include "harness/subprocess.h"
 #include "harness/sync_points.h"
+#include "integration/user_events.h"
 #include "natsgw/connection.h"
 #include "natsgw/jetstream.h"
 #include "natsgw/kv_idempotency_store.h"
@@ -661,25 +662,8 @@ TEST_F(CrashFaultTest, ServiceStoppedWhileBusyFinishesWhatItStarted) {
   ASSERT_TRUE(js.ok());
   auto publisher = StreamPublisher::Create(**js, {.stream = "USERS"});
   ASSERT_TRUE(publisher.ok()) << publisher.status();
-  for (int i = 0; i < kUsers; ++i) {
-    const std::string user_id = absl::StrCat("u-", i);
-    flatbuffers::FlatBufferBuilder fbb;
-    fbb.Finish(users::CreateUserRegisteredDirect(
-                   fbb, user_id.c_str(),
-                   absl::StrCat("user", i, "@example.com").c_str(), "User",
-                   absl::ToUnixMillis(absl::Now())),
-               users::RegisterUserRequestIdentifier());
-    StreamPublishOptions o;
-    o.message_id = absl::StrCat("user-registered-", user_id);
-    auto ack =
-        (*publisher)
-            ->Publish("users.events.UserRegistered",
-                      absl::string_view(
-                          reinterpret_cast<const char*>(fbb.GetBufferPointer()),
-                          fbb.GetSize()),
-                      o);
-    ASSERT_TRUE(ack.ok()) << ack.status();
-  }
+  absl::Status published = testing::PublishUsersRegistered(**publisher, kUsers);
+  ASSERT_TRUE(published.ok()) << published;
 
   // RPC callers, each call recorded with its outcome and duration.
   struct Call {

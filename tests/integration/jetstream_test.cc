@@ -804,9 +804,11 @@ TEST_F(JetStreamClusterTest, KillingTheStreamLeaderMidStreamLosesNothing) {
   StreamPublisherOptions po;
   po.stream = "ORDERS";
   po.attempt_timeout = absl::Seconds(1);
+  // Backoffs of 25 to 51 s in all: an election on a loaded machine took
+  // longer than the 7 to 13 s that 500 ms backoffs allowed.
   po.retry.max_attempts = 30;
   po.retry.initial_backoff = absl::Milliseconds(50);
-  po.retry.max_backoff = absl::Milliseconds(500);
+  po.retry.max_backoff = absl::Seconds(2);
   auto publisher = StreamPublisher::Create(**js, po);
   ASSERT_TRUE(publisher.ok()) << publisher.status();
   SideEffects effects;

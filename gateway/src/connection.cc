@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -655,6 +656,18 @@ absl::StatusOr<SendInfo> Connection::Impl::Publish(
     return Fail(Operation::kPublish, s);
   }
   internal::Stamp stamp;
+  // A reply subject is rare on a publish: checked only when there is one.
+  if (!options.reply_to.empty()) {
+    if (absl::Status s =
+            ValidatePublishSubject(options.reply_to, options_.limits);
+        !s.ok()) {
+      return Fail(Operation::kPublish,
+                  absl::InvalidArgumentError(
+                      absl::StrCat("PublishOptions.reply_to: ", s.message())));
+    }
+    // A std::string's view: ends in the NUL nats.c needs.
+    stamp.reply = options.reply_to;
+  }
   std::optional<TraceContext::SpanId> parent;
   stamp.trace = OutgoingTrace(options, &parent);
   // Reported back inline (MessageId): no allocation for the ID.
@@ -714,6 +727,15 @@ absl::StatusOr<SendInfo> Connection::Impl::RequestAsync(
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckSend(subject, options); !s.ok()) {
     return Fail(Operation::kRequest, s);
+  }
+  if (!options.reply_to.empty()) {
+    return Fail(Operation::kRequest,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "RequestOptions.reply_to must be empty (got '",
+                    absl::CHexEscape(options.reply_to),
+                    "'): a request's reply comes to natsgw's own inbox; "
+                    "publish with PublishOptions.reply_to to collect answers "
+                    "on a subscription of your own")));
   }
   if (timeout <= absl::ZeroDuration()) {
     return Fail(Operation::kRequest,

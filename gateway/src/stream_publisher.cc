@@ -160,6 +160,11 @@ class StreamPublisher::Impl {
 
   absl::StatusOr<Op> Prepare(absl::string_view subject,
                              const StreamPublishOptions& o) const {
+    if (!o.reply_to.empty()) {
+      return absl::InvalidArgumentError(
+          "StreamPublishOptions.reply_to must be empty: a JetStream publish "
+          "receives its ack on natsgw's own inbox");
+    }
     Op op;
     op.subject = std::string(subject);
     op.start = absl::Now();

@@ -1396,6 +1396,12 @@ TEST_F(HostileJetStreamTest, StreamPublisherRefusesEveryHostileSend) {
     c.extra.expected_last_message_id = "HOSTILE\r\nNats-Expected-Stream: X";
     cases.push_back(std::move(c));
   }
+  {
+    Case c{HostileSend("caller sets a reply subject", "reply_to must be empty"),
+           {}};
+    c.extra.reply_to = "_INBOX.hijack";
+    cases.push_back(std::move(c));
+  }
 
   const double failed_before = JsFailed();
   for (const Case& c : cases) {

@@ -4,8 +4,9 @@
 //   natsgw::PublishOptions opts;
 //   opts.headers.Add("Tenant", "acme");
 //   opts.message_id = "order-1234-created";   // deterministic, for dedup
-//   absl::StatusOr<natsgw::SendInfo> sent = conn->Publish(subject, bytes,
-//   opts); if (sent.ok()) std::cout << sent->trace.TraceIdHex();
+//   absl::StatusOr<natsgw::SendInfo> sent =
+//       conn->Publish(subject, bytes, opts);
+//   if (sent.ok()) std::cout << sent->trace.TraceIdHex();
 //
 // Thread-safety: value types.
 #ifndef NATSGW_SEND_OPTIONS_H_
@@ -44,6 +45,14 @@ struct SendOptions {
   // when subjects embed IDs ("orders.1234.created" -> "orders.*.created") to
   // keep label cardinality bounded.
   std::string metric_subject;
+  // Publish only: the subject receivers are asked to reply to, for a request
+  // made by hand whose answers the caller collects on a subscription of its
+  // own (e.g. a scatter-gather over $SRV.PING that every instance answers).
+  // Empty: no reply subject. It must be a valid publish subject
+  // (natsgw/validation.h), else INVALID_ARGUMENT and nothing is sent.
+  // Request and RequestAsync refuse a non-empty reply_to with
+  // INVALID_ARGUMENT: their reply comes to natsgw's own inbox.
+  std::string reply_to;
 };
 
 // Options of one Publish.

@@ -179,6 +179,49 @@ std::string IncludeGuard(const std::string& prefix, const std::string& stem) {
   return guard;
 }
 
+// The name of the generated binary schema constant: unique per include
+// prefix and stem, as the include guard is, since two schemas with one stem
+// may be included together.
+std::string BfbsConstant(const std::string& prefix, const std::string& stem) {
+  std::string name = "kBfbs_";
+  for (char c : absl::StrCat(prefix, prefix.empty() ? "" : "_", stem)) {
+    const char out = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    // No "__": such names are reserved.
+    if (out == '_' && name.back() == '_') continue;
+    name.push_back(out);
+  }
+  return name;
+}
+
+// `bytes` as the lines of a C++ string literal (adjacent literals, each line
+// indented by `indent`): printable ASCII as is, everything else (and '"',
+// '\\', '?') as a three-digit octal escape, which cannot swallow a digit
+// that follows it as a hex escape would.
+std::string ByteStringLiteral(absl::string_view bytes,
+                              const std::string& indent) {
+  constexpr size_t kLineChars = 72;
+  std::string out = indent + "\"";
+  size_t line = 0;
+  for (unsigned char c : bytes) {
+    if (line >= kLineChars) {
+      out += "\"\n" + indent + "\"";
+      line = 0;
+    }
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '?') {
+      out.push_back(static_cast<char>(c));
+      line += 1;
+    } else {
+      out.push_back('\\');
+      out.push_back(static_cast<char>('0' + ((c >> 6) & 7)));
+      out.push_back(static_cast<char>('0' + ((c >> 3) & 7)));
+      out.push_back(static_cast<char>('0' + (c & 7)));
+      line += 4;
+    }
+  }
+  out += "\"";
+  return out;
+}
+
 // Doc comments from the schema (`/// text`), re-emitted as `// text`.
 void EmitDoc(std::ostringstream& out, const flatbuffers::Definition& def,
              const std::string& indent) {
@@ -210,14 +253,17 @@ struct ServiceModel {
 class Emitter {
  public:
   Emitter(std::string schema_file, std::string stem, std::string identifier,
-          std::string guard)
+          std::string guard, std::string bfbs, std::string bfbs_constant)
       : schema_file_(std::move(schema_file)),
         stem_(std::move(stem)),
         identifier_(std::move(identifier)),
-        guard_(std::move(guard)) {}
+        guard_(std::move(guard)),
+        bfbs_(std::move(bfbs)),
+        bfbs_constant_(std::move(bfbs_constant)) {}
 
   std::string Emit(const std::vector<ServiceModel>& services) {
     EmitPrologue(services);
+    if (!services.empty()) EmitBinarySchema();
     for (const ServiceModel& service : services) {
       OpenNamespace(service.namespace_components);
       EmitMethods(service);
@@ -275,6 +321,21 @@ class Emitter {
     out_ << "#include \"" << stem_ << "_generated.h\"\n\n";
   }
 
+  // One constant per file, shared by the descriptors of all its services
+  // (which may live in different namespaces).
+  void EmitBinarySchema() {
+    out_ << "namespace natsgw_generated {\n\n"
+         << "// The binary schema of " << schema_file_
+         << " and its includes (reflection.fbs's Schema,\n"
+         << "// " << bfbs_.size()
+         << " bytes): ServiceDescriptor::schema_bfbs, announced as service "
+            "metadata\n"
+         << "// fbs.bfbs.\n"
+         << "inline constexpr char " << bfbs_constant_ << "[] =\n"
+         << ByteStringLiteral(bfbs_, "    ") << ";\n\n"
+         << "}  // namespace natsgw_generated\n\n";
+  }
+
   void OpenNamespace(const std::vector<std::string>& components) {
     if (components.empty()) return;
     out_ << "namespace " << absl::StrJoin(components, "::") << " {\n\n";
@@ -295,7 +356,11 @@ class Emitter {
          << "      /*default_prefix=*/" << CppStringLiteral(s.prefix) << ",\n"
          << "      /*schema_file=*/" << CppStringLiteral(schema_file_) << ",\n"
          << "      /*file_identifier=*/" << CppStringLiteral(identifier_)
-         << "};\n";
+         << ",\n"
+         << "      /*schema_bfbs=*/::absl::string_view(\n"
+         << "          ::natsgw_generated::" << bfbs_constant_ << ",\n"
+         << "          sizeof(::natsgw_generated::" << bfbs_constant_
+         << ") - 1)};\n";
     for (const MethodModel& m : s.methods) {
       out_ << "  static constexpr ::natsgw::MethodDescriptor k" << m.name
            << "{\n"
@@ -469,6 +534,8 @@ class Emitter {
   const std::string stem_;
   const std::string identifier_;
   const std::string guard_;
+  const std::string bfbs_;
+  const std::string bfbs_constant_;
   std::ostringstream out_;
 };
 
@@ -502,6 +569,8 @@ GenResult GenerateFromSource(const std::string& schema_path,
   include_paths.push_back(nullptr);
 
   flatbuffers::IDLOptions idl_options;
+  // Built-in attributes such as (idempotent) stay in the binary schema.
+  idl_options.binary_schema_builtins = true;
   flatbuffers::Parser parser(idl_options);
   if (!parser.Parse(source.c_str(), include_paths.data(),
                     schema_path.c_str())) {
@@ -600,8 +669,18 @@ GenResult GenerateFromSource(const std::string& schema_path,
   }
   if (!result.errors.empty()) return result;
 
+  // The schema as reflection.fbs's Schema: deterministic, and free of the
+  // paths it was read from (FlatBuffers 2.0.8 records no file names).
+  std::string bfbs;
+  if (!services.empty()) {
+    parser.Serialize();
+    bfbs.assign(
+        reinterpret_cast<const char*>(parser.builder_.GetBufferPointer()),
+        parser.builder_.GetSize());
+  }
   Emitter emitter(schema_file, stem, parser.file_identifier_,
-                  IncludeGuard(options.include_prefix, stem));
+                  IncludeGuard(options.include_prefix, stem), std::move(bfbs),
+                  BfbsConstant(options.include_prefix, stem));
   result.header = emitter.Emit(services);
   return result;
 }

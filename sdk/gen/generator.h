@@ -4,6 +4,11 @@
 //
 //   <Service>Methods      constexpr natsgw::ServiceDescriptor kService and
 //                         one natsgw::MethodDescriptor k<Method> per method;
+//                         kService.schema_bfbs is the binary schema of the
+//                         file and its includes (Parser::Serialize() with
+//                         built-in attributes, so (idempotent) survives),
+//                         emitted once per file as
+//                         natsgw_generated::kBfbs_<prefix>_<stem>;
 //   <Service>Client       a typed client over natsgw::RpcChannel: per method a
 //                         blocking <Method>(), a future <Method>Async() and a
 //                         callback <Method>Async();

@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "natsgw/builder_lease.h"
 
@@ -144,6 +145,16 @@ absl::Status ValidateTypedServiceOptions(const TypedServiceOptions& options) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Service metadata key of the base64 binary schema.
+constexpr absl::string_view kBfbsKey = "fbs.bfbs";
+// Keys plus values of service metadata, at most (ADR-33; natsgw::Service
+// checks the same limit).
+constexpr size_t kMaxServiceMetadataBytes = 128 * 1024;
+
+}  // namespace
+
 ServiceConfig MakeServiceConfig(const ServiceDescriptor& service,
                                 const TypedServiceOptions& options) {
   ServiceConfig config;
@@ -157,6 +168,20 @@ ServiceConfig MakeServiceConfig(const ServiceDescriptor& service,
   config.metadata = options.metadata;
   config.metadata.emplace("fbs.service", std::string(service.full_name));
   config.metadata.emplace("fbs.schema", std::string(service.schema_file));
+  if (!service.schema_bfbs.empty() &&
+      config.metadata.count(std::string(kBfbsKey)) == 0) {
+    std::string encoded = absl::Base64Escape(service.schema_bfbs);
+    // Service::Start refuses metadata beyond the Services API's limit; a
+    // schema too big to announce is left out rather than failing the
+    // service: tools then need a local copy of it.
+    size_t total = kBfbsKey.size() + encoded.size();
+    for (const auto& [key, value] : config.metadata) {
+      total += key.size() + value.size();
+    }
+    if (total <= kMaxServiceMetadataBytes) {
+      config.metadata.emplace(std::string(kBfbsKey), std::move(encoded));
+    }
+  }
   config.queue_group = options.queue_group;
   config.serve = options.serve;
   return config;

@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "flatbuffers/flatbuffers.h"
+#include "flatbuffers/idl.h"
+#include "flatbuffers/reflection.h"
 #include "gen_test/inventory_natsgw.h"
 #include "gen_test/inventory_types_natsgw.h"
 #include "gmock/gmock.h"
@@ -98,6 +101,42 @@ TEST(GeneratedServiceBaseTest, ConfigServesEveryMethodWithMetadata) {
                           Pair("fbs.request_type", "acme.types.ItemRef"),
                           Pair("fbs.response_type", "acme.types.Level"),
                           Pair("fbs.schema", "inventory.fbs")));
+}
+
+// The binary schema in the descriptor: one per file, self-contained (the
+// included types are in it), and (idempotent) survives.
+TEST(GeneratedDescriptorsTest, CarryTheBinarySchema) {
+  const absl::string_view bfbs = StockMethods::kService.schema_bfbs;
+  ASSERT_GT(bfbs.size(), 8u);
+  EXPECT_EQ(bfbs.data(), AuditMethods::kService.schema_bfbs.data());
+  EXPECT_EQ(bfbs.substr(4, 4), "BFBS");
+  const std::string aligned(bfbs);
+  flatbuffers::Verifier verifier(
+      reinterpret_cast<const uint8_t*>(aligned.data()), aligned.size());
+  ASSERT_TRUE(reflection::VerifySchemaBuffer(verifier));
+  flatbuffers::Parser parser;
+  ASSERT_TRUE(parser.Deserialize(
+      reinterpret_cast<const uint8_t*>(aligned.data()), aligned.size()));
+  EXPECT_EQ(parser.file_identifier_, "INVT");
+  EXPECT_NE(parser.LookupStruct("acme.types.ItemRef"), nullptr);
+  EXPECT_NE(parser.LookupStruct("acme.inventory.ReserveRequest"), nullptr);
+  const flatbuffers::ServiceDef* stock =
+      parser.services_.Lookup("acme.inventory.Stock");
+  ASSERT_NE(stock, nullptr);
+  const flatbuffers::RPCCall* get_level = stock->calls.Lookup("GetLevel");
+  ASSERT_NE(get_level, nullptr);
+  EXPECT_NE(get_level->attributes.Lookup("idempotent"), nullptr);
+  EXPECT_EQ(stock->calls.Lookup("Reserve")->attributes.Lookup("idempotent"),
+            nullptr);
+
+  // Announced as service metadata.
+  FakeStock impl;
+  ServiceConfig config = impl.MakeServiceConfig();
+  ASSERT_EQ(config.metadata.count("fbs.bfbs"), 1u);
+  std::string decoded;
+  ASSERT_TRUE(absl::Base64Unescape(config.metadata["fbs.bfbs"], &decoded));
+  EXPECT_EQ(decoded, bfbs);
+  EXPECT_TRUE(ValidateServiceConfig(config).ok());
 }
 
 TEST(GeneratedServiceBaseTest, SubjectPrefixOverrideForTenants) {

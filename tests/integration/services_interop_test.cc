@@ -288,11 +288,15 @@ TEST_F(ServicesInteropTest, NatsJsDiscoversAndCallsATypedService) {
   absl::StatusOr<std::unique_ptr<Service>> service = impl.Start(*conn, options);
   ASSERT_TRUE(service.ok()) << service.status();
 
-  // What natsgw-gen's stubs register for echo.fbs, written out by hand.
-  constexpr char kTypedIdentity[] = R"json({
+  // What natsgw-gen's stubs register for echo.fbs, written out by hand
+  // (but for the binary schema, which is the generated one).
+  const std::string typed_identity = absl::StrCat(
+      R"json({
     "version": "2.0.1",
     "description": "natsgw.echo.Echo (echo.fbs)",
-    "metadata": {"fbs.schema": "echo.fbs", "fbs.service": "natsgw.echo.Echo"},
+    "metadata": {"fbs.schema": "echo.fbs", "fbs.service": "natsgw.echo.Echo",
+                 "fbs.bfbs": ")json",
+      absl::Base64Escape(echo::EchoMethods::kService.schema_bfbs), R"json("},
     "endpoints": [
       {"name": "Echo", "subject": "echo.Echo", "queue_group": "q",
        "metadata": {"fbs.file_identifier": "NGEC",
@@ -300,7 +304,7 @@ TEST_F(ServicesInteropTest, NatsJsDiscoversAndCallsATypedService) {
                     "fbs.response_type": "natsgw.echo.EchoReply",
                     "fbs.schema": "echo.fbs"}}
     ]
-  })json";
+  })json");
   const std::string request = EchoBytes(
       [](flatbuffers::FlatBufferBuilder& fbb, auto data, uint64_t tag) {
         return echo::CreateEchoRequest(fbb, data, tag);
@@ -312,7 +316,7 @@ TEST_F(ServicesInteropTest, NatsJsDiscoversAndCallsATypedService) {
       },
       "from nats.js", 42);
   ProcessResult result = RunCheck(
-      **service, {"--expect-json", kTypedIdentity, "--call-subject",
+      **service, {"--expect-json", typed_identity, "--call-subject",
                   "echo.Echo", "--request-hex", absl::BytesToHexString(request),
                   "--reply-hex", absl::BytesToHexString(reply)});
   EXPECT_EQ(result.exit_code, 0) << "services_check.js failed: see its output";

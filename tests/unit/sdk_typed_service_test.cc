@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "flatbuffers/flatbuffers.h"
@@ -575,6 +576,42 @@ TEST(TypedServiceConfigTest, MakeServiceConfigTakesTheOptions) {
   EXPECT_EQ(config.queue_group, "");
   EXPECT_EQ(config.serve.workers, 4);
   EXPECT_EQ(config.serve.max_in_flight, 32);
+}
+
+// The binary schema is announced as base64 service metadata "fbs.bfbs",
+// unless the options set it or it would break the 128 KiB metadata limit.
+TEST(TypedServiceConfigTest, MakeServiceConfigAnnouncesTheBinarySchema) {
+  ServiceDescriptor with_schema = kEchoService;
+  static constexpr char kBytes[] = "\x10\0\0\0BFBS\xff\x01 schema bytes";
+  const std::string bfbs(kBytes, sizeof(kBytes) - 1);
+  with_schema.schema_bfbs = bfbs;
+  ServiceConfig config = MakeServiceConfig(with_schema, TypedServiceOptions{});
+  EXPECT_THAT(config.metadata,
+              UnorderedElementsAre(Pair("fbs.service", "natsgw.echo.Echo"),
+                                   Pair("fbs.schema", "echo.fbs"),
+                                   Pair("fbs.bfbs", absl::Base64Escape(bfbs))));
+
+  TypedServiceOptions own;
+  own.metadata = {{"fbs.bfbs", "replaced"}};
+  config = MakeServiceConfig(with_schema, own);
+  EXPECT_EQ(config.metadata["fbs.bfbs"], "replaced");
+
+  // Too big to announce: left out, and the service still starts.
+  const std::string huge(100 * 1024, 'x');  // 136 KiB as base64
+  with_schema.schema_bfbs = huge;
+  config = MakeServiceConfig(with_schema, TypedServiceOptions{});
+  EXPECT_EQ(config.metadata.count("fbs.bfbs"), 0u);
+  EXPECT_TRUE(ValidateServiceConfig(config).ok());
+  // Just under the limit with the other entries: announced.
+  size_t others = 0;
+  for (const auto& [key, value] : config.metadata) {
+    others += key.size() + value.size();
+  }
+  const size_t room = 128 * 1024 - others - std::string("fbs.bfbs").size();
+  with_schema.schema_bfbs = absl::string_view(huge).substr(0, room / 4 * 3);
+  config = MakeServiceConfig(with_schema, TypedServiceOptions{});
+  EXPECT_EQ(config.metadata.count("fbs.bfbs"), 1u);
+  EXPECT_TRUE(ValidateServiceConfig(config).ok());
 }
 
 TEST(TypedServiceConfigTest, EndpointNamesTheContract) {

@@ -35,6 +35,12 @@ struct ServiceDescriptor {
   absl::string_view schema_file;
   // The schema's file_identifier, shared by all its root types ("NGUS").
   absl::string_view file_identifier;
+  // The binary schema (reflection.fbs's Schema, as `flatc --binary --schema
+  // --bfbs-builtins` writes it) of the schema file and its includes, so that
+  // tools with no copy of the schema can still translate its payloads:
+  // MakeServiceConfig announces it as service metadata "fbs.bfbs" (base64).
+  // natsgw-gen embeds it; empty for a hand-written descriptor.
+  absl::string_view schema_bfbs = {};
 };
 
 // One method of an rpc_service.

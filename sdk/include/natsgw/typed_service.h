@@ -42,6 +42,12 @@
 //
 // Endpoint metadata names the contract, for `nats micro info`:
 // fbs.request_type, fbs.response_type, fbs.file_identifier, fbs.schema.
+// Service metadata: fbs.service (the rpc_service's full name), fbs.schema
+// (the schema file) and fbs.bfbs, the base64 of the binary schema
+// (ServiceDescriptor::schema_bfbs), from which the natsgw CLI and
+// natsgw-edge translate JSON without a local copy of the schema. fbs.bfbs
+// is left out when the descriptor has no binary schema or when it would
+// take the service metadata past the Services API's 128 KiB.
 //
 // Threads: the handler runs on the endpoint's delivery thread, or on one of
 // ServeOptions::workers threads, where it may run concurrently with itself
@@ -87,7 +93,8 @@ struct TypedServiceOptions {
   std::string version = "0.0.0";
   // Empty: "<full service name> (<schema file>)".
   std::string description;
-  // Service metadata; natsgw adds fbs.service and fbs.schema unless set.
+  // Service metadata; natsgw adds fbs.service, fbs.schema and fbs.bfbs
+  // unless set (see the file comment).
   std::map<std::string, std::string> metadata;
   // Queue group of every endpoint; "q" lets instances share requests. Empty
   // serves without a queue group (every instance gets every request).

@@ -60,6 +60,8 @@ std::map<std::string, Entry> ReadCatalogue(const std::string& path) {
   std::string line;
   while (std::getline(in, line)) {
     if (!absl::StartsWith(line, "| `natsgw_")) continue;
+    // natsgw-edge's rows are checked by tests/edge/edge_server_test.cc.
+    if (absl::StartsWith(line, "| `natsgw_edge_")) continue;
     std::vector<std::string> cells = absl::StrSplit(line, '|');
     if (cells.size() < 4) continue;
     std::string name(absl::StripAsciiWhitespace(cells[1]));

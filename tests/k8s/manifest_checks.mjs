@@ -2,8 +2,9 @@
 // prometheus-operator schemas (npm kubernetes-models and
 // @kubernetes-models/prometheus-operator), a strict unknown-field check, and
 // semantic checks that a schema cannot express (selectors, named ports,
-// references, labels, security, the NATS configuration, the rules and the
-// dashboard that monitoring/ owns).
+// references, labels, security, files named on command lines, the project's
+// workloads against the Dockerfile's image and the rules' job, the NATS
+// configuration, the rules and the dashboard that monitoring/ owns).
 //
 // Every check appends to an error list instead of stopping, so one run shows
 // every problem of an overlay.
@@ -38,6 +39,9 @@ export const EXTERNAL_SECRETS = {
       "created by the operator (kubectl -n natsgw create secret generic nats-auth " +
       "--from-literal=user=... --from-literal=password=...): production credentials " +
       "are never kept in the manifests",
+    "natsgw-edge-tokens":
+      "created by the operator (kubectl -n natsgw create secret generic natsgw-edge-tokens " +
+      "--from-literal=tokens=...): production API tokens are never kept in the manifests",
   },
 };
 
@@ -51,6 +55,8 @@ export const REQUIRED_OBJECTS = [
   ["ConfigMap", "natsgw-config"],
   ["Deployment", "user-service"],
   ["Deployment", "email-service"],
+  ["Deployment", "natsgw-edge"],
+  ["Service", "natsgw-edge"],
   ["PrometheusRule", "natsgw-rules"],
   ["ConfigMap", "natsgw-grafana-dashboard"],
   ["HorizontalPodAutoscaler", null],
@@ -60,6 +66,13 @@ export const REQUIRED_OBJECTS = [
 
 // The rule files, in the order their groups appear in the PrometheusRule.
 export const RULE_FILES = ["natsgw-recording.rules.yml", "natsgw-alerts.rules.yml"];
+
+// The deployments that run the project image (REQUIRED_OBJECTS has them).
+export const PROJECT_DEPLOYMENTS = ["user-service", "email-service", "natsgw-edge"];
+
+// The container port the project's binaries serve /metrics, /healthz,
+// /readyz and /drainz on (--metrics_port).
+const METRICS_PORT_NAME = "metrics";
 
 // The label that marks a dashboard ConfigMap for the Grafana sidecar.
 const DASHBOARD_LABEL = "grafana_dashboard";
@@ -579,6 +592,12 @@ export function parseNatsConf(text) {
   };
 }
 
+// An image built from this repository's Dockerfile (natsgw/natsgw-*).
+export function isProjectImage(image) {
+  const repo = String(image ?? "").split("@")[0].replace(/:[^/:]*$/, "");
+  return repo.split("/").pop().startsWith("natsgw");
+}
+
 function isNatsImage(image) {
   const repo = String(image ?? "").split("@")[0].replace(/:[^/:]*$/, "");
   return repo.split("/").pop() === "nats";
@@ -821,6 +840,339 @@ export function checkDashboards(cm, root, errors) {
     }
   }
   if (Object.keys(cm.binaryData ?? {}).length > 0) errors.push(`${id}: dashboards belong in data, not binaryData`);
+}
+
+// ---------------------------------------------------------------------------
+// Files named on command lines, the project's workloads, the image.
+
+// The absolute paths a container's command line names: the values of
+// `--flag=/a,/b` and arguments that are paths themselves, each with the
+// argument it came from. [] for anything else (URLs, numbers, names).
+export function pathArguments(container) {
+  const found = [];
+  const words = [...asArray(container.command).slice(1), ...asArray(container.args)].map(String);
+  for (const word of words) {
+    const value = /^--?[A-Za-z0-9_.-]+=(.*)$/s.exec(word)?.[1] ?? (word.startsWith("-") ? null : word);
+    if (value === null) continue;
+    for (const part of value.split(",")) {
+      if (part.startsWith("/")) found.push({ arg: word, path: path.posix.normalize(part).replace(/(.)\/$/, "$1") });
+    }
+  }
+  return found;
+}
+
+// The volume mount holding `file` (the longest mountPath containing it).
+function mountOf(container, file) {
+  return asArray(container.volumeMounts)
+    .filter((m) => typeof m.mountPath === "string")
+    .filter((m) => {
+      const dir = m.mountPath.replace(/\/$/, "");
+      return file === dir || file.startsWith(`${dir}/`);
+    })
+    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+}
+
+// A path named on a command line that lies in a ConfigMap or Secret volume
+// must be one of the volume's files: an item's path, or (without items) a key
+// of the object. A typo there is a file the program cannot open at start.
+export function checkFileArguments(objects, errors, externalSecrets = {}) {
+  for (const pod of podTemplates(objects)) {
+    const id = objectId(pod.owner);
+    for (const c of containersOf(pod.spec)) {
+      for (const { arg, path: file } of pathArguments(c)) {
+        const mount = mountOf(c, file);
+        if (!mount) continue;
+        const volume = asArray(pod.spec.volumes).find((v) => v.name === mount.name);
+        const source = volume?.secret ?? volume?.configMap;
+        if (!source) continue; // emptyDir, PVC, ...: written at run time
+        const kind = volume.secret ? "Secret" : "ConfigMap";
+        const name = volume.secret ? volume.secret.secretName : volume.configMap.name;
+        const dir = mount.mountPath.replace(/\/$/, "");
+        let relative = file === dir ? "" : file.slice(dir.length + 1);
+        if (mount.subPath) relative = file === dir ? mount.subPath : `${mount.subPath}/${relative}`;
+        if (relative === "") continue; // the directory itself
+        const where = `${id}: container ${c.name}: ${arg}`;
+        const items = asArray(source.items);
+        let key = relative;
+        if (items.length > 0) {
+          const item = items.find((it) => it.path === relative);
+          if (!item) {
+            errors.push(
+              `${where}: volume ${volume.name} (${kind}/${name}) mounted at ${mount.mountPath} has no file ` +
+                `${relative} (its items: ${items.map((it) => it.path).join(", ")})`,
+            );
+            continue;
+          }
+          key = item.key;
+        }
+        if (kind === "Secret" && name in externalSecrets) continue; // its keys are the operator's
+        const target = objects.find((o) => o.kind === kind && o.metadata?.name === name && nsOf(o) === pod.ns);
+        if (!target || source.optional) continue; // a missing object is reported by the reference check
+        const keys = Object.keys({ ...(target.data ?? {}), ...(target.binaryData ?? {}), ...(target.stringData ?? {}) });
+        if (!keys.includes(key)) {
+          errors.push(`${where}: ${kind}/${name} mounted at ${mount.mountPath} has no key ${key} (keys: ${keys.join(", ") || "none"})`);
+        }
+      }
+    }
+  }
+}
+
+// The container port a Service port sends to, on one pod template.
+function servicePortTargets(svcPort, podSpec, containerPort) {
+  const target = svcPort.targetPort ?? svcPort.port;
+  if (typeof target === "string" && !/^\d+$/.test(target)) return target === containerPort.name;
+  return Number(target) === containerPort.containerPort;
+}
+
+// The project's workloads (pods running the project image) are all run the
+// same way, whichever binary they run: probes and the drain hook, a
+// NetworkPolicy restricting both directions, a PodDisruptionBudget, and the
+// metrics port scraped by a ServiceMonitor or a PodMonitor.
+export function checkProjectWorkloads(objects, errors) {
+  const pods = podTemplates(objects);
+  const inNs = (list, ns) => list.filter((o) => nsOf(o) === ns);
+  const services = objects.filter((o) => o.kind === "Service");
+  for (const pod of pods) {
+    const project = containersOf(pod.spec).filter((c) => isProjectImage(c.image));
+    if (project.length === 0) continue;
+    const id = objectId(pod.owner);
+    for (const c of project) {
+      const where = `${id}: container ${c.name}`;
+      if (!c.readinessProbe) errors.push(`${where}: no readinessProbe (/readyz)`);
+      if (!c.livenessProbe) errors.push(`${where}: no livenessProbe (/healthz)`);
+      if (!c.lifecycle?.preStop) errors.push(`${where}: no lifecycle.preStop hook (/drainz)`);
+      const metrics = asArray(c.ports).find((p) => p.name === METRICS_PORT_NAME);
+      if (!metrics) {
+        errors.push(`${where}: no container port named ${METRICS_PORT_NAME} (--metrics_port)`);
+        continue;
+      }
+      const byServiceMonitor = inNs(objects, pod.ns)
+        .filter((o) => o.kind === "ServiceMonitor")
+        .some((sm) =>
+          services
+            .filter((svc) => {
+              const nsSel = sm.spec?.namespaceSelector ?? {};
+              const inScope =
+                nsSel.any === true ||
+                (asArray(nsSel.matchNames).length > 0 ? nsSel.matchNames.includes(nsOf(svc)) : nsOf(svc) === nsOf(sm));
+              return (
+                inScope &&
+                nsOf(svc) === pod.ns &&
+                selectorMatches(sm.spec?.selector, svc.metadata?.labels ?? {}) &&
+                mapSelectorMatches(svc.spec?.selector, pod.labels)
+              );
+            })
+            .some((svc) =>
+              asArray(sm.spec?.endpoints).some((ep) =>
+                asArray(svc.spec?.ports).some((p) => p.name === ep.port && servicePortTargets(p, pod.spec, metrics)),
+              ),
+            ),
+        );
+      const byPodMonitor = inNs(objects, pod.ns)
+        .filter((o) => o.kind === "PodMonitor" && selectorMatches(o.spec?.selector, pod.labels))
+        .some((pm) => asArray(pm.spec?.podMetricsEndpoints).some((ep) => ep.port === metrics.name));
+      if (!byServiceMonitor && !byPodMonitor) {
+        errors.push(`${where}: port ${METRICS_PORT_NAME} is scraped by no ServiceMonitor or PodMonitor`);
+      }
+    }
+    const policies = inNs(objects, pod.ns).filter(
+      (o) => o.kind === "NetworkPolicy" && selectorMatches(o.spec?.podSelector, pod.labels),
+    );
+    const types = new Set();
+    for (const np of policies) {
+      // Without policyTypes, Ingress always and Egress when egress rules exist.
+      const declared = asArray(np.spec?.policyTypes);
+      if (declared.length > 0) declared.forEach((t) => types.add(t));
+      else {
+        types.add("Ingress");
+        if (np.spec?.egress !== undefined) types.add("Egress");
+      }
+    }
+    const missing = ["Ingress", "Egress"].filter((t) => !types.has(t));
+    if (missing.length > 0) errors.push(`${id}: no NetworkPolicy restricts its pods' ${missing.join(" and ").toLowerCase()}`);
+    const pdbs = inNs(objects, pod.ns).filter(
+      (o) => o.kind === "PodDisruptionBudget" && selectorMatches(o.spec?.selector, pod.labels),
+    );
+    if (pod.owner.kind !== "Pod" && pod.owner.kind !== "Job" && pod.owner.kind !== "CronJob" && pdbs.length === 0) {
+      errors.push(`${id}: no PodDisruptionBudget selects its pods`);
+    }
+  }
+}
+
+// The Dockerfile as instructions: comments dropped (also inside continued
+// instructions, as Docker does), continuation lines joined.
+function dockerInstructions(text) {
+  const out = [];
+  let cont = "";
+  for (let line of text.split("\n")) {
+    line = line.replace(/\r$/, "");
+    if (/^\s*#/.test(line)) continue;
+    if (cont !== "" && /^\s*$/.test(line)) continue;
+    line = cont + line;
+    if (/\\\s*$/.test(line)) {
+      cont = line.replace(/\\\s*$/, " ");
+      continue;
+    }
+    cont = "";
+    if (line.trim() !== "") out.push(line.trim());
+  }
+  if (cont.trim() !== "") out.push(cont.trim());
+  return out;
+}
+
+// What the image built from <root>/Dockerfile holds, as far as the manifests
+// name it: { files, dirs } of its last stage's COPY destinations (from the
+// build stage: the named files; from the build context: the files the
+// sources match, `*` allowed in their last component) and the directories of
+// `install -d` and VOLUME. `dockerfile` overrides the file's text.
+export function imageLayout(root, dockerfile) {
+  const text = dockerfile ?? fs.readFileSync(path.join(root, "Dockerfile"), "utf8");
+  const stages = [];
+  for (const ins of dockerInstructions(text)) {
+    const [kw] = ins.split(/\s+/, 1);
+    if (kw.toUpperCase() === "FROM") stages.push([]);
+    else if (stages.length > 0) stages[stages.length - 1].push({ kw: kw.toUpperCase(), args: ins.slice(kw.length).trim() });
+  }
+  const files = new Set();
+  const dirs = new Set();
+  const addDir = (d) => {
+    for (let p = path.posix.normalize(d).replace(/\/$/, ""); p !== "" && p !== "/"; p = path.posix.dirname(p)) dirs.add(p);
+  };
+  const addFile = (f) => {
+    files.add(path.posix.normalize(f));
+    addDir(path.posix.dirname(f));
+  };
+  for (const { kw, args } of stages[stages.length - 1] ?? []) {
+    if (kw === "COPY" || kw === "ADD") {
+      const words = args.split(/\s+/);
+      const fromBuild = words.some((w) => w.startsWith("--from="));
+      const paths = words.filter((w) => !w.startsWith("--"));
+      if (paths.length < 2 || paths[0].startsWith("[")) continue;
+      const dest = paths.pop();
+      const sources = [];
+      for (const src of paths) {
+        if (fromBuild) {
+          sources.push(src);
+          continue;
+        }
+        const dir = path.join(root, path.posix.dirname(src));
+        const pattern = new RegExp(`^${path.posix.basename(src).replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
+        if (!fs.existsSync(dir)) continue;
+        for (const entry of fs.readdirSync(dir).sort()) {
+          if (pattern.test(entry) && fs.statSync(path.join(dir, entry)).isFile()) sources.push(entry);
+        }
+      }
+      const toDir = dest.endsWith("/") || paths.length > 1 || paths.some((p) => /[*?]/.test(p));
+      if (toDir) for (const src of sources) addFile(path.posix.join(dest, path.posix.basename(src)));
+      else if (sources.length === 1) addFile(dest);
+    } else if (kw === "RUN") {
+      for (const match of args.matchAll(/\binstall\s+((?:[^&|;]*?\s)?-d\s[^&|;]*)/g)) {
+        for (const word of match[1].split(/\s+/)) if (word.startsWith("/")) addDir(word);
+      }
+    } else if (kw === "VOLUME") {
+      for (const match of args.matchAll(/"(\/[^"]+)"|(?:^|\s)(\/\S+)/g)) addDir(match[1] ?? match[2]);
+    }
+  }
+  return { files, dirs };
+}
+
+// The project's containers run what the image holds: the program is one of
+// the files the Dockerfile puts into it, and every path on the command line
+// that is not in a volume is a file or directory of the image (the schemas
+// of --schema, say).
+export function checkImageContents(objects, layout, errors) {
+  for (const pod of podTemplates(objects)) {
+    const id = objectId(pod.owner);
+    for (const c of containersOf(pod.spec).filter((x) => isProjectImage(x.image))) {
+      const where = `${id}: container ${c.name}`;
+      const program = asArray(c.command)[0];
+      if (program === undefined) {
+        errors.push(`${where}: no command (name the binary of the image it runs)`);
+      } else if (!layout.files.has(String(program))) {
+        errors.push(`${where}: runs ${program}, which the image (Dockerfile) does not contain`);
+      }
+      for (const { arg, path: file } of pathArguments(c)) {
+        if (mountOf(c, file)) continue;
+        if (!layout.files.has(file) && !layout.dirs.has(file)) {
+          errors.push(`${where}: ${arg} names ${file}, which is neither in the image (Dockerfile) nor in a volume`);
+        }
+      }
+    }
+  }
+}
+
+// The project's containers pass only flags their binary accepts, with values
+// it parses: each binary (built, in binDir) is run with the container's
+// command line and Abseil's --only_check_args, which parses every flag and
+// exits without doing anything else. An unknown flag (say, one an overlay
+// patch adds to a Deployment whose binary does not have it) would otherwise
+// be found only by a crash loop. Returns the number of containers checked.
+export function checkProjectFlags(objects, binDir, errors) {
+  let checked = 0;
+  for (const pod of podTemplates(objects)) {
+    const id = objectId(pod.owner);
+    for (const c of containersOf(pod.spec).filter((x) => isProjectImage(x.image))) {
+      const where = `${id}: container ${c.name}`;
+      const program = asArray(c.command)[0];
+      if (program === undefined) continue; // reported by checkImageContents
+      const binary = path.join(binDir, path.posix.basename(String(program)));
+      if (!fs.existsSync(binary)) {
+        errors.push(`${where}: ${binary} is not built: build it to check the flags of ${program}`);
+        continue;
+      }
+      const argv = [...asArray(c.command).slice(1), ...asArray(c.args)].map(String);
+      const result = run(binary, [...argv, "--only_check_args"], {
+        pkg: "(the project's build)",
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+        timeoutMs: 20000,
+      });
+      checked++;
+      if (result.missing || result.failed) errors.push(`${where}: ${result.missing ?? result.failed}`);
+      else if (result.status !== 0) {
+        errors.push(
+          `${where}: ${path.posix.basename(String(program))} rejects its arguments ${JSON.stringify(argv)}: ` +
+            `${(result.stderr + result.stdout).trim() || `exit ${result.status ?? result.signal}`}`,
+        );
+      }
+    }
+  }
+  return checked;
+}
+
+// The job values the project's rules select (`job="..."`).
+export function ruleJobs(root) {
+  const jobs = new Set();
+  const text = JSON.stringify(expectedRuleGroups(root));
+  for (const match of text.matchAll(/\bjob\s*=~?\s*\\"([^"\\]+)\\"/g)) jobs.add(match[1]);
+  return jobs;
+}
+
+// Prometheus must see the project's targets under the job the rules select
+// (a ServiceMonitor's job is the value of the Service's label named by
+// jobLabel, else the Service's name; a PodMonitor's the pod's label, else
+// <namespace>/<name>): otherwise the alerts on the job stay silent.
+export function checkMonitorJobs(objects, jobs, errors) {
+  if (jobs.size === 0) return;
+  const want = [...jobs].map((j) => `job="${j}"`).join(" or ");
+  const pods = podTemplates(objects).filter((p) => containersOf(p.spec).some((c) => isProjectImage(c.image)));
+  for (const sm of objects.filter((o) => o.kind === "ServiceMonitor")) {
+    for (const svc of objects.filter((o) => o.kind === "Service" && nsOf(o) === nsOf(sm))) {
+      if (!selectorMatches(sm.spec?.selector, svc.metadata?.labels ?? {})) continue;
+      if (!pods.some((p) => p.ns === nsOf(svc) && mapSelectorMatches(svc.spec?.selector, p.labels))) continue;
+      const job = (sm.spec?.jobLabel && svc.metadata?.labels?.[sm.spec.jobLabel]) || svc.metadata?.name;
+      if (!jobs.has(job)) {
+        errors.push(`${objectId(sm)}: scrapes ${objectId(svc)} as job "${job}", but the rules of monitoring/ select ${want}`);
+      }
+    }
+  }
+  for (const pm of objects.filter((o) => o.kind === "PodMonitor")) {
+    for (const pod of pods.filter((p) => p.ns === nsOf(pm) && selectorMatches(pm.spec?.selector, p.labels))) {
+      const job = (pm.spec?.jobLabel && pod.labels[pm.spec.jobLabel]) || `${nsOf(pm)}/${pm.metadata?.name}`;
+      if (!jobs.has(job)) {
+        errors.push(`${objectId(pm)}: scrapes the pods of ${objectId(pod.owner)} as job "${job}", but the rules of monitoring/ select ${want}`);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1182,6 +1534,8 @@ export function checkSemantics(objects, ctx, errors) {
   }
 
   checkNats(objects, ctx, errors);
+  checkFileArguments(objects, errors, externalSecrets);
+  checkProjectWorkloads(objects, errors);
 
   if (ctx.project) {
     for (const [kind, name] of REQUIRED_OBJECTS) {
@@ -1199,12 +1553,14 @@ export function checkSemantics(objects, ctx, errors) {
     if (!objects.some((o) => o.kind === "ServiceMonitor" || o.kind === "PodMonitor")) {
       errors.push("missing a ServiceMonitor or PodMonitor for the services' metrics");
     }
-    for (const name of ["user-service", "email-service"]) {
+    for (const name of PROJECT_DEPLOYMENTS) {
       const dep = objects.find((o) => o.kind === "Deployment" && o.metadata?.name === name);
       if (dep && !asArray(dep.spec?.template?.spec?.containers).some((c) => /(^|\/)natsgw[^/:@]*[:@]/.test(c.image ?? ""))) {
         errors.push(`${objectId(dep)}: no container runs the project image`);
       }
     }
+    checkImageContents(objects, imageLayout(ctx.root), errors);
+    checkMonitorJobs(objects, ruleJobs(ctx.root), errors);
     const natsSts = objects.find((o) => o.kind === "StatefulSet" && o.metadata?.name === "nats");
     if (natsSts && ctx.natsConfigs === 0) errors.push(`${objectId(natsSts)}: no nats.conf was found to check`);
   }

@@ -10,16 +10,22 @@ import { fileURLToPath } from "node:url";
 import fs from "node:fs";
 import {
   checkDashboards,
+  checkImageContents,
+  checkMonitorJobs,
   checkOverlay,
+  checkProjectWorkloads,
   checkPrometheusRule,
   checkSchema,
   checkSemantics,
   expectedRuleGroups,
+  imageLayout,
   kustomizeVersionProblem,
   parseNatsConf,
   parseQuantity,
+  pathArguments,
   projectVersion,
   renderOverlay,
+  ruleJobs,
 } from "./manifest_checks.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -208,7 +214,14 @@ test("project overlays must render the project's objects", () => {
   const errors = [];
   const ctx = { overlay: "t", root, version: "1.2.3", project: true, ourImages: 0, natsConfigs: 0, rules: 0, dashboards: 0 };
   checkSemantics([deployment()], ctx, errors);
-  for (const want of ["StatefulSet/nats", "Deployment/user-service", "PrometheusRule/natsgw-rules", "ConfigMap/natsgw-grafana-dashboard"]) {
+  for (const want of [
+    "StatefulSet/nats",
+    "Deployment/user-service",
+    "Deployment/natsgw-edge",
+    "Service/natsgw-edge",
+    "PrometheusRule/natsgw-rules",
+    "ConfigMap/natsgw-grafana-dashboard",
+  ]) {
     assert(errors.includes(`missing ${want}: every overlay renders it`), `no failure for a missing ${want}`);
   }
 });
@@ -229,6 +242,190 @@ test("quantities and the NATS configuration parser", () => {
 
 test("the project version comes from CMakeLists.txt", () => {
   assert(/^\d+\.\d+\.\d+$/.test(projectVersion(root)), projectVersion(root));
+});
+
+// --- the project's workloads, its image and its Prometheus job -------------
+
+// deployment() in namespace n, with its Service (metrics port) and the
+// objects every project workload needs, each removable by name.
+function projectObjects() {
+  const d = deployment();
+  d.metadata.namespace = "n";
+  const c = d.spec.template.spec.containers[0];
+  c.livenessProbe = { httpGet: { path: "/healthz", port: "metrics" } };
+  c.lifecycle = { preStop: { httpGet: { path: "/drainz", port: "metrics" } } };
+  const labels = { "app.kubernetes.io/name": "demo", "app.kubernetes.io/part-of": "natsgw" };
+  return {
+    deployment: d,
+    service: {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "demo", namespace: "n", labels },
+      spec: { selector: { "app.kubernetes.io/name": "demo" }, ports: [{ name: "metrics", port: 9090, targetPort: 9090 }] },
+    },
+    serviceMonitor: {
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "ServiceMonitor",
+      metadata: { name: "demo", namespace: "n" },
+      spec: {
+        jobLabel: "app.kubernetes.io/part-of",
+        selector: { matchLabels: { "app.kubernetes.io/name": "demo" } },
+        endpoints: [{ port: "metrics" }],
+      },
+    },
+    networkPolicy: {
+      apiVersion: "networking.k8s.io/v1",
+      kind: "NetworkPolicy",
+      metadata: { name: "demo", namespace: "n" },
+      spec: { podSelector: { matchLabels: { "app.kubernetes.io/name": "demo" } }, policyTypes: ["Ingress", "Egress"] },
+    },
+    pdb: {
+      apiVersion: "policy/v1",
+      kind: "PodDisruptionBudget",
+      metadata: { name: "demo", namespace: "n" },
+      spec: { minAvailable: 1, selector: { matchLabels: { "app.kubernetes.io/name": "demo" } } },
+    },
+  };
+}
+
+function workloadErrors(objects) {
+  const errors = [];
+  checkProjectWorkloads(Object.values(objects), errors);
+  return errors;
+}
+
+test("project workloads: probes, drain hook, scrape, NetworkPolicy, PDB", () => {
+  expectExactly(workloadErrors(projectObjects()), []);
+  const bare = projectObjects();
+  delete bare.deployment.spec.template.spec.containers[0].livenessProbe;
+  delete bare.deployment.spec.template.spec.containers[0].lifecycle;
+  expectExactly(workloadErrors({ deployment: bare.deployment }), [
+    /^Deployment\/demo: container demo: no livenessProbe \(\/healthz\)$/,
+    /^Deployment\/demo: container demo: no lifecycle\.preStop hook \(\/drainz\)$/,
+    /^Deployment\/demo: container demo: port metrics is scraped by no ServiceMonitor or PodMonitor$/,
+    /^Deployment\/demo: no NetworkPolicy restricts its pods' ingress and egress$/,
+    /^Deployment\/demo: no PodDisruptionBudget selects its pods$/,
+  ]);
+  // Only ingress restricted; the Service sends to another port.
+  const partial = projectObjects();
+  partial.networkPolicy.spec.policyTypes = ["Ingress"];
+  partial.service.spec.ports[0].targetPort = 8080;
+  expectExactly(workloadErrors(partial), [
+    /^Deployment\/demo: container demo: port metrics is scraped by no ServiceMonitor or PodMonitor$/,
+    /^Deployment\/demo: no NetworkPolicy restricts its pods' egress$/,
+  ]);
+  // A PodMonitor on the metrics port scrapes it as well.
+  const viaPod = projectObjects();
+  delete viaPod.serviceMonitor;
+  viaPod.podMonitor = {
+    apiVersion: "monitoring.coreos.com/v1",
+    kind: "PodMonitor",
+    metadata: { name: "demo", namespace: "n" },
+    spec: { selector: { matchLabels: { "app.kubernetes.io/name": "demo" } }, podMetricsEndpoints: [{ port: "metrics" }] },
+  };
+  expectExactly(workloadErrors(viaPod), []);
+  // A container port without the name metrics.
+  const unnamed = projectObjects();
+  unnamed.deployment.spec.template.spec.containers[0].ports[0].name = "prom";
+  unnamed.deployment.spec.template.spec.containers[0].readinessProbe.httpGet.port = "prom";
+  expectExactly(workloadErrors(unnamed), [/^Deployment\/demo: container demo: no container port named metrics \(--metrics_port\)$/]);
+  // Other images are not the project's business.
+  const other = projectObjects().deployment;
+  other.spec.template.spec.containers[0].image = "nats:2.9.10-alpine";
+  expectExactly(workloadErrors({ other }), []);
+});
+
+test("command-line paths", () => {
+  const found = pathArguments({
+    command: ["/bin/x", "--schema=/a/b,/c/d/", "-c", "/etc/x.conf", "--url=http://h/p", "--n=3"],
+    args: ["--f=relative", "--g=/g"],
+  });
+  const want = [
+    ["--schema=/a/b,/c/d/", "/a/b"],
+    ["--schema=/a/b,/c/d/", "/c/d"],
+    ["/etc/x.conf", "/etc/x.conf"],
+    ["--g=/g", "/g"],
+  ];
+  assert(JSON.stringify(found.map((f) => [f.arg, f.path])) === JSON.stringify(want), JSON.stringify(found));
+});
+
+const FIXTURE_DOCKERFILE = [
+  "FROM debian:bookworm AS build",
+  "COPY . .",
+  "RUN install -d /out && cp build/bin/tool /out/",
+  "FROM debian:bookworm-slim AS runtime",
+  "# COPY --from=build /out/commented /usr/local/bin/",
+  "RUN install -d -m 0750 -o 65532 \\",
+  "      -g 65532 /var/spool/demo && true",
+  "COPY --from=build /out/user-service \\",
+  "     /out/natsgw-edge /usr/local/bin/",
+  "COPY schemas/*.fbs /usr/share/natsgw/schemas/",
+  'VOLUME ["/data"]',
+].join("\n");
+
+test("the image layout, from a Dockerfile", () => {
+  const layout = imageLayout(root, FIXTURE_DOCKERFILE);
+  for (const f of ["/usr/local/bin/user-service", "/usr/local/bin/natsgw-edge", "/usr/share/natsgw/schemas/users.fbs"]) {
+    assert(layout.files.has(f), `${f} missing from ${[...layout.files].join(", ")}`);
+  }
+  for (const d of ["/usr/share/natsgw/schemas", "/usr/share/natsgw", "/var/spool/demo", "/data", "/usr/local/bin"]) {
+    assert(layout.dirs.has(d), `${d} missing from ${[...layout.dirs].join(", ")}`);
+  }
+  for (const f of ["/out/user-service", "/usr/local/bin/commented", "/usr/local/bin/tool"]) {
+    assert(!layout.files.has(f), `${f} is not in the runtime stage`);
+  }
+  // The repository's own Dockerfile ships what k8s/ runs.
+  const real = imageLayout(root);
+  for (const f of ["/usr/local/bin/user-service", "/usr/local/bin/email-service", "/usr/local/bin/natsgw-edge", "/usr/local/bin/natsgw"]) {
+    assert(real.files.has(f), `the Dockerfile does not ship ${f}`);
+  }
+  assert(real.dirs.has("/usr/share/natsgw/schemas"), "the Dockerfile does not ship the schemas");
+});
+
+test("project containers run what the image holds", () => {
+  const layout = imageLayout(root, FIXTURE_DOCKERFILE);
+  const edge = (command, args) => {
+    const d = deployment();
+    d.metadata.name = "natsgw-edge";
+    const c = d.spec.template.spec.containers[0];
+    c.name = "natsgw-edge";
+    if (command !== undefined) c.command = command;
+    c.args = args;
+    c.volumeMounts = [{ name: "tokens", mountPath: "/etc/natsgw-edge", readOnly: true }];
+    const errors = [];
+    checkImageContents([d], layout, errors);
+    return errors;
+  };
+  const ok = ["--schema=/usr/share/natsgw/schemas,/usr/share/natsgw/schemas/users.fbs", "--bearer_tokens_file=/etc/natsgw-edge/tokens"];
+  expectExactly(edge(["/usr/local/bin/natsgw-edge"], ok), []);
+  expectExactly(edge(["/usr/local/bin/natsgw-edg"], ["--schema=/usr/share/natsgw/schema", "--mail_dir=/var/spool/demo"]), [
+    /^Deployment\/natsgw-edge: container natsgw-edge: runs \/usr\/local\/bin\/natsgw-edg, which the image \(Dockerfile\) does not contain$/,
+    /^Deployment\/natsgw-edge: container natsgw-edge: --schema=\/usr\/share\/natsgw\/schema names \/usr\/share\/natsgw\/schema, which is neither in the image \(Dockerfile\) nor in a volume$/,
+  ]);
+  expectExactly(edge(undefined, ok), [/^Deployment\/natsgw-edge: container natsgw-edge: no command/]);
+});
+
+test("Prometheus scrapes the project's pods as the rules' job", () => {
+  const jobs = ruleJobs(root);
+  assert(jobs.has("natsgw") && jobs.size === 1, `the rules select job ${[...jobs].join(", ")}`);
+  const jobErrors = (objects) => {
+    const errors = [];
+    checkMonitorJobs(Object.values(objects), jobs, errors);
+    return errors;
+  };
+  expectExactly(jobErrors(projectObjects()), []);
+  const byName = projectObjects();
+  delete byName.serviceMonitor.spec.jobLabel;
+  byName.podMonitor = {
+    apiVersion: "monitoring.coreos.com/v1",
+    kind: "PodMonitor",
+    metadata: { name: "demo-pods", namespace: "n" },
+    spec: { selector: { matchLabels: { "app.kubernetes.io/name": "demo" } }, podMetricsEndpoints: [{ port: "metrics" }] },
+  };
+  expectExactly(jobErrors(byName), [
+    /^ServiceMonitor\/demo: scrapes Service\/demo as job "demo", but the rules of monitoring\/ select job="natsgw"$/,
+    /^PodMonitor\/demo-pods: scrapes the pods of Deployment\/demo as job "n\/demo-pods", but the rules of monitoring\/ select job="natsgw"$/,
+  ]);
 });
 
 // --- PrometheusRule and dashboard against monitoring/ -----------------------
@@ -332,6 +529,10 @@ test("fixture overlay bad: every defect named", async () => {
     /^StatefulSet\/nats: \/etc\/nats-config\/nats\.conf lists 2 cluster routes for 3 replicas/,
     /^StatefulSet\/nats: cluster route nats:\/\/nats-5\.nats-headless:6222 is not <nats-N>\.nats-headless/,
     /^StatefulSet\/nats: nats-server -t rejects .*unknown field "no_such_option"/,
+    /^Deployment\/echo: container echo: --password_file=\/etc\/echo\/passwd: volume auth \(Secret\/echo-auth-[a-z0-9]{10}\) mounted at \/etc\/echo has no file passwd \(its items: password\)$/,
+    /^Deployment\/echo: container echo: --config_file=\/etc\/echo-config\/NATS_URI: ConfigMap\/echo-config-[a-z0-9]{10} mounted at \/etc\/echo-config\/ has no key NATS_URI \(keys: NATS_URL\)$/,
+    /^Deployment\/echo: container echo: port metrics is scraped by no ServiceMonitor or PodMonitor$/,
+    /^Deployment\/echo: no NetworkPolicy restricts its pods' ingress and egress$/,
   ]);
 });
 

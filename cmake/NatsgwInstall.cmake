@@ -3,6 +3,9 @@
 #   <prefix>/include/natsgw/*.h                    public headers (version.h too)
 #   <prefix>/<libdir>/libnatsgw_{gateway,sdk}.a    static libraries
 #   <prefix>/bin/natsgw-gen                        stub generator
+#   <prefix>/bin/natsgw, natsgw-edge               the command-line tool and the
+#                                                  HTTP/JSON gateway (when built:
+#                                                  NATSGW_BUILD_TOOLS)
 #   <prefix>/<libdir>/cmake/natsgw/                find_package(natsgw): natsgw::gateway,
 #                                                  natsgw::sdk, natsgw::gen, natsgw_generate()
 #   <prefix>/<libdir>/pkgconfig/natsgw.pc          pkg-config --cflags --libs natsgw
@@ -30,6 +33,16 @@ install(TARGETS natsgw_gateway natsgw_sdk
 install(TARGETS natsgw-gen
   EXPORT natsgwTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT sdk)
+# The tools are programs for people and scripts, not build dependencies:
+# installed beside natsgw-gen but not exported. They are given the installed
+# schemas (<prefix>/share/natsgw/schemas) with --schema or
+# NATSGW_SCHEMA_PATH; the packaging test runs them from a moved prefix.
+foreach(tool IN ITEMS natsgw natsgw-edge)
+  if(TARGET ${tool})
+    install(TARGETS ${tool}
+      RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT sdk)
+  endif()
+endforeach()
 
 install(DIRECTORY
     ${PROJECT_SOURCE_DIR}/gateway/include/natsgw/

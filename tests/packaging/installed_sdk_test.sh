@@ -4,7 +4,9 @@
 # install must not depend on where it was made), builds tests/packaging/consumer
 # against it with find_package(natsgw) + natsgw_generate(), builds a second
 # program with `pkg-config --cflags --libs natsgw` alone, and runs both against
-# a private nats-server on an ephemeral loopback port.
+# a private nats-server on an ephemeral loopback port. With the tools
+# (TOOLS), runs the installed natsgw and natsgw-edge from the moved prefix
+# against the same server, with the installed schemas.
 #
 # Also checks: the installed file list, that no installed file names the
 # source or build directory, that the config version file rejects 0.0, 0.2
@@ -18,6 +20,8 @@
 #   PKG_CONFIG                                          pkg-config executable
 #   SANITIZER_FLAGS                                     natsgw's -fsanitize flags, if any
 #   EXAMPLES                                            1 if the examples were built
+#   TOOLS                                               the tools built and installed
+#                                                       (natsgw natsgw-edge), space-separated
 #   NATS_SERVER_EXE                                     optional, else nats-server on PATH
 set -euo pipefail
 
@@ -26,11 +30,17 @@ set -euo pipefail
 BUILD_TYPE="${BUILD_TYPE:-}"
 SANITIZER_FLAGS="${SANITIZER_FLAGS:-}"
 EXAMPLES="${EXAMPLES:-0}"
+read -ra tools <<<"${TOOLS:-}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 work="$(mktemp -d -t natsgw-packaging.XXXXXX)"
 server_pid=""
+edge_pid=""
 cleanup() {
+  if [[ -n "$edge_pid" ]]; then
+    kill -TERM "$edge_pid" 2>/dev/null || true
+    wait "$edge_pid" 2>/dev/null || true
+  fi
   if [[ -n "$server_pid" ]]; then
     kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
@@ -93,8 +103,12 @@ expect_file 'share/natsgw/schemas/users\.fbs'
 if grep -Eq '(\.in|\.cc)$|^include/natsgw/.*/' "$work/manifest"; then
   fail "unexpected files installed: $(grep -E '(\.in|\.cc)$|^include/natsgw/.*/' "$work/manifest")"
 fi
+for tool in "${tools[@]}"; do
+  expect_file "bin/$tool"
+done
 bin_files="$(grep '^bin/' "$work/manifest" | tr '\n' ' ')"
-[[ "$bin_files" == "bin/natsgw-gen " ]] || fail "bin/ holds: $bin_files (want only natsgw-gen)"
+want_bin="$(printf 'bin/%s\n' natsgw-gen "${tools[@]}" | LC_ALL=C sort | tr '\n' ' ')"
+[[ "$bin_files" == "$want_bin" ]] || fail "bin/ holds: $bin_files (want: $want_bin)"
 
 # --- relocatable -------------------------------------------------------------
 # Paths of the machine that built the tree must not be baked into anything
@@ -210,6 +224,60 @@ run_against_server consumer \
 run_against_server pkgconfig_consumer \
   "^natsgw ${NATSGW_VERSION//./\\.} via pkg-config: echo on trace [0-9a-f]{32}\$" \
   "$work/pkgconfig_consumer"
+
+# --- the tools, from the moved prefix -----------------------------------------
+# Relocatable means they run from where the prefix went and find the
+# installed schemas there (through --schema or NATSGW_SCHEMA_PATH; nothing is
+# compiled in). No service answers on this server, so a call that gets as far
+# as NATS fails with "no responders": exit status 1 for natsgw (3 would be "no
+# schema", 2 JSON the schema rejects), HTTP 503 for natsgw-edge.
+schemas="$prefix/share/natsgw/schemas"
+for tool in "${tools[@]}"; do
+  case "$tool" in
+    natsgw)
+      out="$("$prefix/bin/natsgw" --version 2>&1)" || fail "natsgw --version exited non-zero: $out"
+      [[ "$out" == "natsgw $NATSGW_VERSION" ]] || fail "natsgw --version printed '$out'"
+      status=0
+      out="$(NATSGW_SCHEMA_PATH="$schemas" timeout 60 "$prefix/bin/natsgw" call users.RegisterUser \
+        '{"email": "ada@example.com", "no_such_field": 1}' --nats_url="$url" 2>&1)" || status=$?
+      [[ $status -eq 2 && "$out" == *no_such_field* ]] ||
+        fail "natsgw call with an unknown field: exit $status (want 2, naming the field): $out"
+      status=0
+      out="$(NATSGW_SCHEMA_PATH="$schemas" timeout 60 "$prefix/bin/natsgw" call users.RegisterUser \
+        '{"email": "ada@example.com"}' --nats_url="$url" --timeout=2s 2>&1)" || status=$?
+      [[ $status -eq 1 ]] || fail "natsgw call with no service: exit $status (want 1, no responders): $out"
+      echo "ok: natsgw $NATSGW_VERSION runs from the moved prefix with its schemas"
+      ;;
+    natsgw-edge)
+      timeout 120 "$prefix/bin/natsgw-edge" --nats_url="$url" --listen_address=127.0.0.1 \
+        --port=0 --metrics_port=-1 --schema="$schemas" --allow_call=users.RegisterUser \
+        --allow_unauthenticated </dev/null >"$work/edge.log" 2>&1 &
+      edge_pid=$!
+      api=""
+      for _ in $(seq 1 200); do
+        kill -0 "$edge_pid" 2>/dev/null || { cat "$work/edge.log" >&2; fail "natsgw-edge exited"; }
+        api="$(grep -o 'ready: HTTP/JSON API on http://127\.0\.0\.1:[0-9]*' "$work/edge.log" | grep -o 'http://.*' || true)"
+        [[ -n "$api" ]] && break
+        sleep 0.1
+      done
+      [[ -n "$api" ]] || { cat "$work/edge.log" >&2; fail "natsgw-edge was not ready within 20 s"; }
+      code="$(curl -s -o "$work/edge-healthz" -w '%{http_code}' --max-time 10 "$api/healthz")"
+      [[ "$code" == 200 ]] || fail "natsgw-edge /healthz: HTTP $code: $(cat "$work/edge-healthz")"
+      code="$(curl -s -o "$work/edge-call" -w '%{http_code}' --max-time 30 \
+        -H 'Content-Type: application/json' -d '{"email": "ada@example.com"}' \
+        "$api/v1/call/users.RegisterUser?timeout_ms=2000")"
+      [[ "$code" == 503 ]] ||
+        fail "natsgw-edge call with no service: HTTP $code (want 503, no responders): $(cat "$work/edge-call")"
+      kill -TERM "$edge_pid"
+      status=0
+      wait "$edge_pid" || status=$?
+      edge_pid=""
+      [[ $status -eq 0 ]] || { cat "$work/edge.log" >&2; fail "natsgw-edge exited $status after SIGTERM"; }
+      echo "ok: natsgw-edge runs from the moved prefix with its schemas ($api)"
+      ;;
+    *) fail "unknown tool $tool" ;;
+  esac
+done
 
 # --- the examples component --------------------------------------------------
 if [[ "$EXAMPLES" == 1 ]]; then

@@ -20,7 +20,10 @@
 #     exec-form CMD/ENTRYPOINT naming a copied binary; the version label is the
 #     project's; the image's binaries are copied to /usr/local/bin, are built
 #     in the image, and exist in --bin-dir; the mail spool is a VOLUME;
-#     the metrics port is exposed.
+#     the metrics port and natsgw-edge's API port are exposed; every
+#     schemas/*.fbs is copied from the build context to the schema directory
+#     and NATSGW_SCHEMA_PATH names it (k8s/ passes that directory to
+#     natsgw-edge's --schema).
 # (b) Every shared library `ldd` resolves for those binaries is owned (dpkg -S)
 #     by a package that is either in NATSGW_RUNTIME_PACKAGES or in every
 #     Debian image (BASE_PACKAGES below), and every NATSGW_RUNTIME_PACKAGES
@@ -58,10 +61,14 @@ dockerfile="${dockerfile:-${source_dir}/Dockerfile}"
 setup="${setup:-${source_dir}/scripts/lib/setup.sh}"
 
 # What the image holds (the Kubernetes manifests run these).
-IMAGE_BINARIES=(user-service email-service register-users natsgw-gen)
+IMAGE_BINARIES=(user-service email-service register-users natsgw-gen natsgw natsgw-edge)
 IMAGE_BIN_DIR=/usr/local/bin
+# The wire contract, where natsgw and natsgw-edge load it from (the same
+# place as `cmake --install`'s <prefix>/share/natsgw/schemas, for /usr).
+IMAGE_SCHEMA_DIR=/usr/share/natsgw/schemas
 MAIL_SPOOL=/var/spool/natsgw-mail
 METRICS_PORT=9090
+EDGE_PORT=8080
 # In every Debian image, debian:bookworm-slim included: apt, which no image
 # lacks, depends on all three (checked below against the local apt's
 # Depends), so NATSGW_RUNTIME_PACKAGES does not name them.
@@ -350,8 +357,8 @@ done
 
 # The runtime stage's USER, COPY --from=build, CMD/ENTRYPOINT, LABEL, EXPOSE
 # and VOLUME.
-user="" cmd_json="" entry_json="" labels="" exposed="" volumes=""
-copied=()
+user="" cmd_json="" entry_json="" labels="" exposed="" volumes="" envs=""
+copied=() schema_sources=()
 for ((r = 0; r < ${#rec_kw[@]}; r++)); do
   [[ ${rec_stage[r]} -eq ${last_stage} ]] || continue
   args="${rec_args[r]}"
@@ -362,7 +369,21 @@ for ((r = 0; r < ${#rec_kw[@]}; r++)); do
     LABEL) labels+="${args} " ;;
     EXPOSE) exposed+="${args} " ;;
     VOLUME) volumes+="${args} " ;;
+    ENV) envs+="${args} " ;;
     COPY | ADD)
+      if [[ ! "${args}" =~ --from= ]]; then
+        # From the build context: the schemas (scripts/lib is checked above).
+        read -ra words <<<"${args}"
+        paths=()
+        for w in "${words[@]}"; do [[ "${w}" == --* ]] || paths+=("${w}"); done
+        [[ ${#paths[@]} -ge 2 ]] || continue
+        dest="${paths[-1]}"
+        unset 'paths[-1]'
+        if [[ "${dest%/}" == "${IMAGE_SCHEMA_DIR}" ]]; then
+          schema_sources+=("${paths[@]}")
+        fi
+        continue
+      fi
       [[ "${args}" =~ --from=([^[:space:]]+) ]] || continue
       from="${BASH_REMATCH[1]}"
       if [[ "${from}" != build && "${from}" != "${build_stage}" ]]; then
@@ -455,6 +476,41 @@ if [[ " ${exposed} " =~ [[:space:]]${METRICS_PORT}(/tcp)?[[:space:]] ]]; then
   pass "runtime stage: EXPOSE ${METRICS_PORT}"
 else
   fail "runtime stage: does not EXPOSE the metrics port ${METRICS_PORT}"
+fi
+if [[ " ${exposed} " =~ [[:space:]]${EDGE_PORT}(/tcp)?[[:space:]] ]]; then
+  pass "runtime stage: EXPOSE ${EDGE_PORT} (natsgw-edge's API)"
+else
+  fail "runtime stage: does not EXPOSE natsgw-edge's API port ${EDGE_PORT}"
+fi
+
+# The schemas: every schemas/*.fbs of the source tree is matched by a source
+# of a COPY to IMAGE_SCHEMA_DIR (a glob like schemas/*.fbs keeps new schemas
+# in), and NATSGW_SCHEMA_PATH points there.
+mapfile -t schema_files < <(cd "${source_dir}" && compgen -G 'schemas/*.fbs' | LC_ALL=C sort || true)
+if [[ ${#schema_files[@]} -eq 0 ]]; then
+  fail "no schemas/*.fbs in ${source_dir}"
+elif [[ ${#schema_sources[@]} -eq 0 ]]; then
+  fail "runtime stage: no COPY of the schemas to ${IMAGE_SCHEMA_DIR}/"
+else
+  unshipped=()
+  for f in "${schema_files[@]}"; do
+    shipped=0
+    for pattern in "${schema_sources[@]}"; do
+      # shellcheck disable=SC2053  # the pattern is meant to glob
+      [[ "${f}" == ${pattern#./} ]] && shipped=1
+    done
+    [[ ${shipped} -eq 1 ]] || unshipped+=("${f}")
+  done
+  if [[ ${#unshipped[@]} -eq 0 ]]; then
+    pass "runtime stage: ${schema_files[*]} copied to ${IMAGE_SCHEMA_DIR}/"
+  else
+    fail "runtime stage: ${unshipped[*]} not copied to ${IMAGE_SCHEMA_DIR}/ (copied: ${schema_sources[*]})"
+  fi
+fi
+if [[ " ${envs} " =~ [[:space:]]NATSGW_SCHEMA_PATH[=[:space:]]\"?${IMAGE_SCHEMA_DIR}/?\"?[[:space:]] ]]; then
+  pass "runtime stage: ENV NATSGW_SCHEMA_PATH=${IMAGE_SCHEMA_DIR}"
+else
+  fail "runtime stage: ENV NATSGW_SCHEMA_PATH does not name ${IMAGE_SCHEMA_DIR} (ENV: ${envs:-none})"
 fi
 if [[ "${volumes}" == *"${MAIL_SPOOL}"* ]]; then
   pass "runtime stage: VOLUME ${MAIL_SPOOL} (the only place written to)"

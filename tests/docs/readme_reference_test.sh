@@ -7,19 +7,23 @@
 #   - "Operations runbook" names every alert of monitoring/;
 #   - "Deploy on Kubernetes" names every object each k8s/ overlay renders.
 #
-#   readme_reference_test.sh --source-dir DIR --bin-dir DIR
+#   readme_reference_test.sh --source-dir DIR --bin-dir DIR [--tools]
+#
+# --tools: the build has the natsgw CLI and natsgw-edge (NATSGW_BUILD_TOOLS),
+# whose flags are checked too.
 #
 # Exit status 0 when everything is documented, 1 listing what is missing.
 set -euo pipefail
 
-source_dir="" bin_dir=""
+source_dir="" bin_dir="" tools=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --source-dir) source_dir="$2" ;;
-    --bin-dir) bin_dir="$2" ;;
-    *) echo "usage: $0 --source-dir DIR --bin-dir DIR" >&2; exit 2 ;;
+    --source-dir) source_dir="$2"; shift ;;
+    --bin-dir) bin_dir="$2"; shift ;;
+    --tools) tools=1 ;;
+    *) echo "usage: $0 --source-dir DIR --bin-dir DIR [--tools]" >&2; exit 2 ;;
   esac
-  shift 2
+  shift
 done
 [[ -n "${source_dir}" && -n "${bin_dir}" ]] || {
   echo "usage: $0 --source-dir DIR --bin-dir DIR" >&2
@@ -62,7 +66,11 @@ documented() {
 
 # Flags: what each program's --helpfull lists from the project's own files
 # (Abseil's "Flags from <file>:" headings), natsgw-gen's from its --help.
-for program in user-service email-service register-users natsgw-bench; do
+programs="user-service email-service register-users natsgw-bench"
+if [[ "${tools}" -eq 1 ]]; then
+  programs+=" natsgw natsgw-edge"
+fi
+for program in ${programs}; do
   exe="${bin_dir}/${program}"
   if [[ ! -x "${exe}" ]]; then
     fail "${exe} is not built"
@@ -71,7 +79,7 @@ for program in user-service email-service register-users natsgw-bench; do
   # --helpfull exits with status 1 (Abseil's convention for help output).
   help="$("${exe}" --helpfull 2>&1 || true)"
   flags="$(awk '
-    /^  Flags from / { ours = ($0 ~ /sdk\/examples\/|tests\/bench\//); next }
+    /^  Flags from / { ours = ($0 ~ /sdk\/examples\/|sdk\/tools\/|tests\/bench\//); next }
     ours && match($0, /^    --[a-z0-9_]+/) { print substr($0, 5, RLENGTH - 4) }' <<<"${help}")"
   if [[ -z "${flags}" ]]; then
     fail "${program} --helpfull lists no flag of its own"

@@ -15,6 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "civetweb_start.h"
+#include "natsgw/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace natsgw {
@@ -45,28 +47,12 @@ class MetricsServer::Impl {
     // civetweb prints bind errors to stderr unless told otherwise; natsgw
     // never writes there on its own, and the error comes back in `error`.
     callbacks.log_message = [](const mg_connection*, const char*) { return 1; };
-    mg_init_data init{};
-    init.callbacks = &callbacks;
-    init.user_data = this;
-    init.configuration_options = config;
-    char text[256] = {0};
-    unsigned code = 0;
-    mg_error_data error{};
-    error.code = &code;
-    error.text = text;
-    error.text_buffer_size = sizeof(text);
-    ctx_ = mg_start2(&init, &error);
-    if (ctx_ == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", listen, ": ", text));
-    }
-    mg_server_port ports[4] = {};
-    const int n = mg_get_server_ports(ctx_, 4, ports);
-    if (n < 1 || ports[0].port <= 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", listen, ": no port bound"));
-    }
-    port_ = ports[0].port;
+    NATSGW_ASSIGN_OR_RETURN(
+        internal::StartedCivetweb started,
+        internal::StartCivetweb(config, callbacks, this,
+                                absl::StrCat("serve metrics on ", listen)));
+    ctx_ = started.ctx;
+    port_ = started.port;
     // A trailing '$' makes civetweb match the path exactly (no sub-paths).
     mg_set_request_handler(ctx_, absl::StrCat(options_.path, "$").c_str(),
                            &Impl::ServeMetrics, this);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "natsgw/service_error.h"
 #include "natsgw/validation.h"
 #include "natsgw/wire_headers.h"
 #include "nlohmann/json.hpp"
@@ -57,38 +58,9 @@ bool IsB64Token(absl::string_view token) {
 }  // namespace
 
 int HttpStatusForCode(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kOk:
-      return 200;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kResourceExhausted:
-      return 429;
-    case absl::StatusCode::kCancelled:
-      return 499;
-    case absl::StatusCode::kUnimplemented:
-      return 501;
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    case absl::StatusCode::kDeadlineExceeded:
-      return 504;
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kDataLoss:
-    default:
-      return 500;
-  }
+  // The Services API's error codes are HTTP-like and follow the same table,
+  // so one function serves both.
+  return ServiceErrorCodeFromStatusCode(code);
 }
 
 std::string ErrorBody(absl::StatusCode code, absl::string_view message,

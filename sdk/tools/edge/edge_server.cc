@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "civetweb_start.h"
 #include "discovery.h"
 #include "natsgw/service_error.h"
 #include "natsgw/status_macros.h"
@@ -317,28 +318,12 @@ class EdgeServer::Impl {
       if (self != nullptr) self->Log(kDebugSeverity, message, {});
       return 1;  // never civetweb's own stderr output
     };
-    mg_init_data init{};
-    init.callbacks = &callbacks;
-    init.user_data = this;
-    init.configuration_options = config;
-    char text[256] = {0};
-    unsigned code = 0;
-    mg_error_data error{};
-    error.code = &code;
-    error.text = text;
-    error.text_buffer_size = sizeof(text);
-    ctx_ = mg_start2(&init, &error);
-    if (ctx_ == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve HTTP on ", listen, ": ", text));
-    }
-    mg_server_port ports[4] = {};
-    const int n = mg_get_server_ports(ctx_, 4, ports);
-    if (n < 1 || ports[0].port <= 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve HTTP on ", listen, ": no port bound"));
-    }
-    port_ = ports[0].port;
+    NATSGW_ASSIGN_OR_RETURN(
+        internal::StartedCivetweb started,
+        internal::StartCivetweb(config, callbacks, this,
+                                absl::StrCat("serve HTTP on ", listen)));
+    ctx_ = started.ctx;
+    port_ = started.port;
     // "/" matches every path: routing (and its 404/405) is the edge's own.
     mg_set_request_handler(ctx_, "/", &Impl::HandleThunk, this);
     return absl::OkStatus();

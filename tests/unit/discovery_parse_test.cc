@@ -248,5 +248,35 @@ TEST(DiscoveryParseTest, ErrorsNameTheField) {
       "\"last_error\" is missing");
 }
 
+TEST(DiscoveryParseTest, AnnouncedSchemasAreDecodedOnceEach) {
+  auto info = [](std::string name, std::string bfbs_base64,
+                 std::vector<std::string> request_types) {
+    ServiceInfo info;
+    info.name = std::move(name);
+    if (!bfbs_base64.empty()) info.metadata["fbs.bfbs"] = bfbs_base64;
+    for (std::string& type : request_types) {
+      EndpointInfo endpoint;
+      if (!type.empty()) endpoint.metadata["fbs.request_type"] = type;
+      info.endpoints.push_back(std::move(endpoint));
+    }
+    return info;
+  };
+  const std::vector<ServiceInfo> infos = {
+      info("users", "c2NoZW1hLUE=", {"a.Req", ""}),  // "schema-A"
+      info("users", "c2NoZW1hLUE=", {"a.Req"}),      // another instance
+      info("plain", "", {"p.Req"}),                  // announces none
+      info("broken", "not base64!", {"b.Req"}),
+      info("email", "c2NoZW1hLUI=", {}),  // "schema-B"
+  };
+  const std::vector<AnnouncedSchema> schemas = AnnouncedSchemas(infos);
+  ASSERT_THAT(schemas, SizeIs(2));
+  EXPECT_EQ(schemas[0].service, "users");
+  EXPECT_EQ(schemas[0].bfbs, "schema-A");
+  EXPECT_THAT(schemas[0].request_types, ElementsAre("a.Req", ""));
+  EXPECT_EQ(schemas[1].service, "email");
+  EXPECT_EQ(schemas[1].bfbs, "schema-B");
+  EXPECT_THAT(schemas[1].request_types, IsEmpty());
+}
+
 }  // namespace
 }  // namespace natsgw::tools

@@ -625,4 +625,25 @@ absl::StatusOr<MethodInfo> ResolveMethod(Connection& conn, SchemaSet& schemas,
   return m;
 }
 
+std::vector<AnnouncedSchema> AnnouncedSchemas(
+    const std::vector<ServiceInfo>& infos) {
+  std::vector<AnnouncedSchema> out;
+  std::set<std::string> seen;
+  for (const ServiceInfo& info : infos) {
+    auto encoded = info.metadata.find("fbs.bfbs");
+    if (encoded == info.metadata.end()) continue;
+    std::string bfbs;
+    if (!absl::Base64Unescape(encoded->second, &bfbs)) continue;
+    if (!seen.insert(bfbs).second) continue;
+    AnnouncedSchema schema{info.name, std::move(bfbs), {}};
+    for (const EndpointInfo& endpoint : info.endpoints) {
+      auto type = endpoint.metadata.find("fbs.request_type");
+      schema.request_types.push_back(
+          type == endpoint.metadata.end() ? "" : type->second);
+    }
+    out.push_back(std::move(schema));
+  }
+  return out;
+}
+
 }  // namespace natsgw::tools

@@ -93,6 +93,21 @@ absl::StatusOr<std::vector<ServiceInfo>> DiscoverInfo(
 absl::StatusOr<std::vector<ServiceStatsInfo>> DiscoverStats(
     Connection& conn, const DiscoverOptions& options, int* malformed = nullptr);
 
+// A binary schema a service announces in its service metadata (fbs.bfbs).
+struct AnnouncedSchema {
+  std::string service;  // name of the (first) service announcing it
+  std::string bfbs;     // the binary schema, base64-decoded
+  // The fbs.request_type of each of that service's endpoints ("" for an
+  // endpoint without one).
+  std::vector<std::string> request_types;
+};
+
+// The distinct schemas announced in `infos`, in their order: a schema
+// announced again (by another instance or service) is listed once, and
+// metadata that is not valid base64 is skipped.
+std::vector<AnnouncedSchema> AnnouncedSchemas(
+    const std::vector<ServiceInfo>& infos);
+
 // Parsers of the three answer kinds (also used by the tests and the edge):
 // INVALID_ARGUMENT naming the field that is missing or mistyped. Required
 // are the fields the Services API's JSON schemas require (type, name, id,

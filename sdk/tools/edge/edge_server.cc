@@ -789,7 +789,7 @@ class EdgeServer::Impl {
     }
     const tools::MethodInfo& m = resolved->method;
     absl::StatusOr<std::string> request =
-        resolved->set->JsonToBinary(m.request_type, body);
+        resolved->set->JsonToBinary(m.request_type, body, m.file_identifier);
     if (!request.ok()) {
       return Refuse(c, Route::kCall, start,
                     BadRequest(absl::StrCat("request body: ",
@@ -831,8 +831,12 @@ class EdgeServer::Impl {
     }
     tools::JsonOptions json_options;
     json_options.compact = true;
+    // A method's payloads carry its service's identifier, which differs from
+    // the type's own when the type comes from an included schema.
+    tools::VerifyOptions verify;
+    verify.file_identifier = m.file_identifier;
     absl::StatusOr<std::string> json = resolved->set->BinaryToJson(
-        m.response_type, reply->data, tools::VerifyOptions{}, json_options);
+        m.response_type, reply->data, verify, json_options);
     if (!json.ok()) {
       return Refuse(
           c, Route::kCall, start,
@@ -1212,20 +1216,14 @@ class EdgeServer::Impl {
     absl::StatusOr<std::vector<tools::ServiceInfo>> infos =
         tools::DiscoverInfo(conn_, discover);
     if (infos.ok()) {
-      std::set<std::string> seen;
-      for (const tools::ServiceInfo& info : *infos) {
-        auto bfbs = info.metadata.find("fbs.bfbs");
-        if (bfbs == info.metadata.end() || !seen.insert(bfbs->second).second) {
-          continue;
-        }
-        std::string binary;
-        if (!absl::Base64Unescape(bfbs->second, &binary)) continue;
+      for (const tools::AnnouncedSchema& schema :
+           tools::AnnouncedSchemas(*infos)) {
         absl::StatusOr<std::unique_ptr<tools::SchemaSet>> set =
             tools::SchemaSet::Load({});
         if (!set.ok() ||
             !(*set)
-                 ->AddBinarySchema(binary,
-                                   absl::StrCat("$SRV.INFO of ", info.name))
+                 ->AddBinarySchema(
+                     schema.bfbs, absl::StrCat("$SRV.INFO of ", schema.service))
                  .ok()) {
           continue;
         }

@@ -78,24 +78,27 @@ absl::Status RunBench(const Invocation& invocation) {
   } else {
     NATSGW_ASSIGN_OR_RETURN(schemas, LoadSchemas());
     absl::StatusOr<std::string> local = absl::NotFoundError("");
+    std::string identifier;  // a method's payloads carry its service's
     if (!publish) {
       if (absl::StatusOr<tools::MethodInfo> method =
               schemas->MethodForSubject(subject);
           method.ok()) {
         local = method->request_type;
+        identifier = method->file_identifier;
       }
     } else {
       local = type.empty() ? schemas->EventTypeForSubject(subject)
                            : absl::StatusOr<std::string>(type);
     }
     if (local.ok() && schemas->HasTable(*local)) {
-      NATSGW_ASSIGN_OR_RETURN(payload, EncodeJson(*schemas, *local, input));
+      NATSGW_ASSIGN_OR_RETURN(payload,
+                              EncodeJson(*schemas, *local, input, identifier));
       encoded = true;
     }
   }
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connect());
   if (!encoded) {
-    std::string resolved;
+    std::string resolved, identifier;
     if (publish) {
       NATSGW_ASSIGN_OR_RETURN(resolved,
                               ResolveEventType(*conn, *schemas, subject, type));
@@ -103,8 +106,10 @@ absl::Status RunBench(const Invocation& invocation) {
       NATSGW_ASSIGN_OR_RETURN(tools::MethodInfo method,
                               ResolveCallMethod(*conn, *schemas, subject));
       resolved = method.request_type;
+      identifier = method.file_identifier;
     }
-    NATSGW_ASSIGN_OR_RETURN(payload, EncodeJson(*schemas, resolved, input));
+    NATSGW_ASSIGN_OR_RETURN(payload,
+                            EncodeJson(*schemas, resolved, input, identifier));
   }
 
   Err(absl::StrCat("bench: ", load.unit, " to ", subject, ", ", payload.size(),

@@ -87,8 +87,12 @@ absl::Status OneCall(Connection& conn, const tools::SchemaSet* schemas,
   } else {
     tools::JsonOptions print;
     print.compact = json;
+    // A method's payloads carry its service's identifier, which differs from
+    // the type's own when the type comes from an included schema.
+    tools::VerifyOptions verify;
+    verify.file_identifier = method.file_identifier;
     absl::StatusOr<std::string> decoded =
-        schemas->BinaryToJson(method.response_type, reply->data, {}, print);
+        schemas->BinaryToJson(method.response_type, reply->data, verify, print);
     if (!decoded.ok()) {
       return WithTraceId(
           absl::Status(
@@ -157,7 +161,8 @@ absl::Status RunCall(const Invocation& invocation) {
         local.ok()) {
       method = *std::move(local);
       NATSGW_ASSIGN_OR_RETURN(payload,
-                              EncodeJson(*schemas, method.request_type, input));
+                              EncodeJson(*schemas, method.request_type, input,
+                                         method.file_identifier));
       encoded = true;
     }
   }
@@ -165,8 +170,8 @@ absl::Status RunCall(const Invocation& invocation) {
   if (!encoded) {
     NATSGW_ASSIGN_OR_RETURN(method,
                             ResolveCallMethod(*conn, *schemas, subject));
-    NATSGW_ASSIGN_OR_RETURN(payload,
-                            EncodeJson(*schemas, method.request_type, input));
+    NATSGW_ASSIGN_OR_RETURN(payload, EncodeJson(*schemas, method.request_type,
+                                                input, method.file_identifier));
   }
 
   if (count == 1) {

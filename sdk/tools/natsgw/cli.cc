@@ -224,28 +224,21 @@ absl::StatusOr<int> AddDiscoveredSchemas(Connection& conn,
   absl::StatusOr<std::vector<tools::ServiceInfo>> infos =
       tools::DiscoverInfo(conn, options);
   if (!infos.ok()) return infos.status();
-  std::set<std::string> seen;
   int added = 0;
-  for (const tools::ServiceInfo& info : *infos) {
-    auto bfbs_b64 = info.metadata.find("fbs.bfbs");
-    if (bfbs_b64 == info.metadata.end()) continue;
+  for (const tools::AnnouncedSchema& schema : tools::AnnouncedSchemas(*infos)) {
     // A schema whose endpoint types are all known already (loaded locally)
     // is not loaded twice: the same service twice would claim its subjects
     // twice.
-    bool all_known = !info.endpoints.empty();
-    for (const tools::EndpointInfo& endpoint : info.endpoints) {
-      auto type = endpoint.metadata.find("fbs.request_type");
-      if (type == endpoint.metadata.end() || !schemas.HasTable(type->second)) {
-        all_known = false;
-      }
+    bool all_known = !schema.request_types.empty();
+    for (const std::string& type : schema.request_types) {
+      if (type.empty() || !schemas.HasTable(type)) all_known = false;
     }
     if (all_known) continue;
-    std::string bfbs;
-    if (!absl::Base64Unescape(bfbs_b64->second, &bfbs)) continue;
-    if (!seen.insert(bfbs).second) continue;
     // A schema that clashes with one already loaded is skipped: what is
     // loaded keeps working, and a lookup that still fails says so.
-    if (schemas.AddBinarySchema(bfbs, absl::StrCat("$SRV.INFO of ", info.name))
+    if (schemas
+            .AddBinarySchema(schema.bfbs,
+                             absl::StrCat("$SRV.INFO of ", schema.service))
             .ok()) {
       ++added;
     }
@@ -329,8 +322,12 @@ absl::StatusOr<std::string> ReadPayloadArgument(
 
 absl::StatusOr<std::string> EncodeJson(const tools::SchemaSet& schemas,
                                        absl::string_view type,
-                                       absl::string_view json) {
-  absl::StatusOr<std::string> data = schemas.JsonToBinary(type, json);
+                                       absl::string_view json,
+                                       absl::string_view file_identifier) {
+  absl::StatusOr<std::string> data =
+      file_identifier.empty()
+          ? schemas.JsonToBinary(type, json)
+          : schemas.JsonToBinary(type, json, file_identifier);
   if (data.ok()) return data;
   return WithExitStatus(data.status(),
                         data.status().code() == absl::StatusCode::kNotFound

@@ -164,10 +164,13 @@ absl::StatusOr<Headers> ParseHeaders(const std::vector<std::string>& values);
 absl::StatusOr<std::string> ReadPayloadArgument(
     const std::vector<std::string>& args, size_t index);
 
-// JSON -> FlatBuffers, a mismatch being a usage error.
+// JSON -> FlatBuffers, a mismatch being a usage error. The buffer is
+// finished with `file_identifier` when given (a method's payloads carry its
+// service's: MethodInfo::file_identifier), else the declaring schema's.
 absl::StatusOr<std::string> EncodeJson(const tools::SchemaSet& schemas,
                                        absl::string_view type,
-                                       absl::string_view json);
+                                       absl::string_view json,
+                                       absl::string_view file_identifier = "");
 
 // Strict JSON of `text` (quoted and escaped).
 std::string JsonString(absl::string_view text);

@@ -26,6 +26,7 @@
 #include "harness/nats_server.h"
 #include "harness/subprocess.h"
 #include "harness/sync_points.h"
+#include "natsgw/connection.h"
 #include "nlohmann/json.hpp"
 
 namespace natsgw {
@@ -547,6 +548,38 @@ TEST_F(CliTest, SubUndecodablePayloadsAndCountNotReached) {
   CliRun no_schema =
       Cli({"sub", "nothing.events.Happened", "--count=1", "--timeout=500ms"});
   EXPECT_EQ(no_schema.exit_code, 3) << ::testing::PrintToString(no_schema);
+}
+
+// A responder whose replies are not the method's response type: a single
+// call and every call of a --count run fail with DATA_LOSS.
+TEST_F(CliTest, UndecodableRepliesAreFailedCalls) {
+  ConnectionOptions options;
+  options.servers = {server_->url()};
+  auto conn = Connection::Create(options);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  auto endpoint = (*conn)->Serve("echo.Echo", "q",
+                                 [](const Message&) -> absl::StatusOr<Reply> {
+                                   return Reply{std::string(37, '\xff'), {}};
+                                 });
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  const std::string schema =
+      absl::StrCat("--schema=", NATSGW_SOURCE_DIR, "/schemas/echo.fbs");
+
+  CliRun one = Cli({"call", "echo.Echo", R"({"tag": 1})", schema});
+  EXPECT_EQ(one.exit_code, 1) << ::testing::PrintToString(one);
+  EXPECT_THAT(one.err, HasSubstr("DATA_LOSS: the reply (37 bytes"));
+
+  CliRun many = Cli({"call", "echo.Echo", R"({"tag": 1})", schema, "--count=5",
+                     "--concurrency=2", "--json"});
+  EXPECT_EQ(many.exit_code, 1) << ::testing::PrintToString(many);
+  nlohmann::json summary = nlohmann::json::parse(many.out, nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << many.out;
+  EXPECT_EQ(summary["ok"], 0) << many.out;
+  EXPECT_EQ(summary["count"], 5) << many.out;
+
+  CliRun bench = Cli(
+      {"bench", "echo.Echo", R"({"tag": 1})", schema, "--count=5", "--json"});
+  EXPECT_EQ(bench.exit_code, 1) << ::testing::PrintToString(bench);
 }
 
 TEST_F(CliTest, ServicesLsInfoStats) {

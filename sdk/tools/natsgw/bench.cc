@@ -3,6 +3,7 @@
 // throughput and latency percentiles.
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -70,6 +71,7 @@ absl::Status RunBench(const Invocation& invocation) {
   // checked before connecting.
   std::string payload;
   std::unique_ptr<tools::SchemaSet> schemas;
+  std::optional<tools::MethodInfo> method;  // calls with a schema
   const std::string type = absl::GetFlag(FLAGS_type);
   bool encoded = false;
   if (raw) {
@@ -80,11 +82,12 @@ absl::Status RunBench(const Invocation& invocation) {
     absl::StatusOr<std::string> local = absl::NotFoundError("");
     std::string identifier;  // a method's payloads carry its service's
     if (!publish) {
-      if (absl::StatusOr<tools::MethodInfo> method =
+      if (absl::StatusOr<tools::MethodInfo> found =
               schemas->MethodForSubject(subject);
-          method.ok()) {
-        local = method->request_type;
-        identifier = method->file_identifier;
+          found.ok()) {
+        method = *found;
+        local = found->request_type;
+        identifier = found->file_identifier;
       }
     } else {
       local = type.empty() ? schemas->EventTypeForSubject(subject)
@@ -103,10 +106,10 @@ absl::Status RunBench(const Invocation& invocation) {
       NATSGW_ASSIGN_OR_RETURN(resolved,
                               ResolveEventType(*conn, *schemas, subject, type));
     } else {
-      NATSGW_ASSIGN_OR_RETURN(tools::MethodInfo method,
+      NATSGW_ASSIGN_OR_RETURN(method,
                               ResolveCallMethod(*conn, *schemas, subject));
-      resolved = method.request_type;
-      identifier = method.file_identifier;
+      resolved = method->request_type;
+      identifier = method->file_identifier;
     }
     NATSGW_ASSIGN_OR_RETURN(payload,
                             EncodeJson(*schemas, resolved, input, identifier));
@@ -138,7 +141,11 @@ absl::Status RunBench(const Invocation& invocation) {
     }
   } else {
     result = RunLoad(load, [&]() -> absl::Status {
-      return conn->Request(subject, payload, timeout, options).status();
+      absl::StatusOr<Message> reply =
+          conn->Request(subject, payload, timeout, options);
+      if (!reply.ok() || !method.has_value()) return reply.status();
+      // A reply that is not the method's response type is a failed call.
+      return DecodeReply(*schemas, *method, reply->data).status();
     });
   }
   conn.reset();

@@ -87,22 +87,9 @@ absl::Status OneCall(Connection& conn, const tools::SchemaSet* schemas,
   } else {
     tools::JsonOptions print;
     print.compact = json;
-    // A method's payloads carry its service's identifier, which differs from
-    // the type's own when the type comes from an included schema.
-    tools::VerifyOptions verify;
-    verify.file_identifier = method.file_identifier;
     absl::StatusOr<std::string> decoded =
-        schemas->BinaryToJson(method.response_type, reply->data, verify, print);
-    if (!decoded.ok()) {
-      return WithTraceId(
-          absl::Status(
-              decoded.status().code(),
-              absl::StrCat("the reply (", reply->data.size(), " bytes, base64 ",
-                           absl::Base64Escape(reply->data), ") is not a valid ",
-                           method.response_type, ": ",
-                           decoded.status().message())),
-          trace);
-    }
+        DecodeReply(*schemas, method, reply->data, print);
+    if (!decoded.ok()) return WithTraceId(decoded.status(), trace);
     body = *std::move(decoded);
   }
   if (json) {
@@ -186,7 +173,11 @@ absl::Status RunCall(const Invocation& invocation) {
   load.progress = absl::GetFlag(FLAGS_progress) || isatty(STDERR_FILENO);
   load.unit = "calls";
   const LoadResult result = RunLoad(load, [&]() -> absl::Status {
-    return conn->Request(subject, payload, timeout, options).status();
+    absl::StatusOr<Message> reply =
+        conn->Request(subject, payload, timeout, options);
+    if (!reply.ok() || schemas == nullptr) return reply.status();
+    // A reply that is not the method's response type is a failed call.
+    return DecodeReply(*schemas, method, reply->data).status();
   });
   conn.reset();
   // One example of each kind of failure, with a trace to look it up by.

@@ -320,6 +320,26 @@ absl::StatusOr<std::string> ReadPayloadArgument(
   return data;
 }
 
+absl::StatusOr<std::string> DecodeReply(const tools::SchemaSet& schemas,
+                                        const tools::MethodInfo& method,
+                                        absl::string_view data,
+                                        const tools::JsonOptions& print) {
+  // A method's payloads carry its service's identifier, which differs from
+  // the type's own when the type comes from an included schema.
+  tools::VerifyOptions verify;
+  verify.file_identifier = method.file_identifier;
+  absl::StatusOr<std::string> decoded =
+      schemas.BinaryToJson(method.response_type, data, verify, print);
+  if (decoded.ok()) return decoded;
+  // Shown whole only when short: the point is to see what came back.
+  constexpr size_t kShownBytes = 256;
+  return absl::DataLossError(
+      absl::StrCat("the reply (", data.size(), " bytes, base64 ",
+                   absl::Base64Escape(data.substr(0, kShownBytes)),
+                   data.size() > kShownBytes ? "..." : "", ") is not a valid ",
+                   method.response_type, ": ", decoded.status().message()));
+}
+
 absl::StatusOr<std::string> EncodeJson(const tools::SchemaSet& schemas,
                                        absl::string_view type,
                                        absl::string_view json,

@@ -164,6 +164,14 @@ absl::StatusOr<Headers> ParseHeaders(const std::vector<std::string>& values);
 absl::StatusOr<std::string> ReadPayloadArgument(
     const std::vector<std::string>& args, size_t index);
 
+// The reply of `method` as JSON: DATA_LOSS naming the reply's size, its
+// base64 and what failed when it is not a valid response_type (verified
+// with the method's file identifier).
+absl::StatusOr<std::string> DecodeReply(const tools::SchemaSet& schemas,
+                                        const tools::MethodInfo& method,
+                                        absl::string_view data,
+                                        const tools::JsonOptions& print = {});
+
 // JSON -> FlatBuffers, a mismatch being a usage error. The buffer is
 // finished with `file_identifier` when given (a method's payloads carry its
 // service's: MethodInfo::file_identifier), else the declaring schema's.

@@ -203,6 +203,8 @@ absl::Status RunSub(const Invocation& invocation) {
         "--type names the table messages are decoded as; --raw "
         "prints them as they are: give one of them");
   }
+  // --timeout is the command's whole run time, discovery included.
+  const absl::Time start = absl::Now();
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connect());
 
   std::unique_ptr<tools::SchemaSet> schemas;
@@ -223,7 +225,6 @@ absl::Status RunSub(const Invocation& invocation) {
 
   EnableGracefulInterrupt();
   Printer printer(schemas.get(), fixed_type, count);
-  const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<Subscription>> subscription = conn->Subscribe(
       subject, queue, [&printer](const Message& m) { printer.Handle(m); });
   if (!subscription.ok()) return subscription.status();

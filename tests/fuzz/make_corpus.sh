@@ -56,7 +56,7 @@ block() {
 framed() { u16 "$(stat -c %s "$1")"; cat "$1" "$2"; }
 
 rm -rf "${corpus}"
-mkdir -p "${corpus}"/{typed_request,typed_reply,typed_event,wire_headers,trace_context,validation,service_json}
+mkdir -p "${corpus}"/{typed_request,typed_reply,typed_event,wire_headers,trace_context,validation,service_json,schema_set}
 
 tp='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 
@@ -229,6 +229,38 @@ endpoint() {
   u64 $((253402300799 - min_seconds)) && u64 999999999
   byte 0
 } | seed service_json edge_of_time
+
+# --- schema_set: <mode> <options> <data> ------------------------------------
+# Binary schemas as flatc writes them (what .bfbs files and $SRV.INFO carry).
+bfbs() {
+  flatc -b --schema -o "${tmp}" "${schemas}/$1.fbs"
+  cat "${tmp}/$1.bfbs"
+}
+{ byte 0; byte 0; bfbs users; } | seed schema_set schema_users
+{ byte 0; byte 0x44; bfbs email; } | seed schema_set schema_email_after_users
+{ byte 0; byte 0x08; bfbs echo; } | seed schema_set schema_echo_defaults
+# A schema cut short: verification must refuse it.
+bfbs users >"${tmp}/users_whole.bfbs"
+{ byte 0; byte 0; head -c 200 "${tmp}/users_whole.bfbs"; } |
+  seed schema_set schema_truncated
+{ byte 1; byte 0; printf '{"email": "ada@example.com", "display_name": "Ada \\u00e9\\ud83d\\ude00"}'; } |
+  seed schema_set json_register_user
+{ byte 1; byte 0x09; printf '{"user_id": "u-0123456789ab", "created_at_unix_ms": -9223372036854775808}'; } |
+  seed schema_set json_reply_defaults
+{ byte 1; byte 0x06; printf '{"registered_at_unix_ms": 1, "email": "a@b", "user_id": "u"}'; } |
+  seed schema_set json_user_registered_compact
+{ byte 1; byte 0; printf '{"display_name": "no email"}'; } |
+  seed schema_set json_missing_required
+{ byte 1; byte 2; printf '{user_id: "unquoted", "email": "x"}'; } |
+  seed schema_set json_unquoted_field
+{ byte 2; byte 0; fb users.fbs natsgw.users.RegisterUserRequest '{"email": "ada@example.com", "display_name": "Ada"}'; } |
+  seed schema_set buffer_register_user
+{ byte 2; byte 0x21; fb users.fbs natsgw.users.RegisterUserReply '{"user_id": "u-0123456789ab", "created_at_unix_ms": 1732500000000}'; } |
+  seed schema_set buffer_reply_tight
+{ byte 2; byte 0x1e; fb users.fbs natsgw.users.UserRegistered '{"user_id": "u", "email": "a@b", "registered_at_unix_ms": 7}'; } |
+  seed schema_set buffer_user_registered_unchecked
+{ byte 2; byte 0; fb email.fbs natsgw.email.SendWelcomeEmailRequest '{"user_id": "u", "email": "a@b"}'; } |
+  seed schema_set buffer_wrong_identifier
 
 echo "seed corpus written to ${corpus}:"
 for dir in "${corpus}"/*/; do

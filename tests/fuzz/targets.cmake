@@ -10,6 +10,7 @@ set(NATSGW_FUZZ_TARGETS
   trace_context    # traceparent / tracestate parsing
   validation       # subjects, queue groups, headers, message IDs, matching
   service_json     # Services API: config checks, $SRV.PING/INFO/STATS documents
+  schema_set       # tools' SchemaSet: binary schemas, JSON <-> FlatBuffers
 )
 
 # Sources every target is built from, besides its own.

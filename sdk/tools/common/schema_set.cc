@@ -147,7 +147,19 @@ std::string ReadableParseError(absl::string_view error) {
       out.push_back(std::string(line));
     }
   }
-  return absl::StrJoin(out, "; ");
+  // The message quotes the input; raw control bytes must not reach logs,
+  // HTTP bodies or headers.
+  std::string joined = absl::StrJoin(out, "; ");
+  std::string escaped;
+  for (char c : joined) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&escaped, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      escaped.push_back(c);
+    }
+  }
+  return escaped;
 }
 
 // ---------------------------------------------------------------------------
@@ -332,6 +344,15 @@ class SchemaPrecheck {
     if (schema_.objects() == nullptr || schema_.enums() == nullptr) {
       return Bad("objects or enums missing");
     }
+    // Deserialize walks every file's included_filenames without checking
+    // that the (optional) vector is there.
+    if (schema_.fbs_files() != nullptr) {
+      for (const reflection::SchemaFile* file : *schema_.fbs_files()) {
+        if (file->included_filenames() == nullptr) {
+          return Bad("a schema file entry without included_filenames");
+        }
+      }
+    }
     // Buffers are finished with it, which FlatBuffers asserts is 4 bytes.
     if (schema_.file_ident() != nullptr && schema_.file_ident()->size() != 0 &&
         (schema_.file_ident()->size() != flatbuffers::kFileIdentifierLength ||
@@ -386,7 +407,11 @@ class SchemaPrecheck {
       return Bad(absl::StrCat(kind, " without a usable name"));
     }
     const absl::string_view text(name->c_str(), name->size());
-    for (absl::string_view part : absl::StrSplit(text, dotted ? '.' : '\0')) {
+    // Not split at all unless dotted: splitting at '\0' would let a NUL in.
+    const std::vector<absl::string_view> parts =
+        dotted ? absl::StrSplit(text, '.')
+               : std::vector<absl::string_view>{text};
+    for (absl::string_view part : parts) {
       if (part.empty()) {
         return Bad(
             absl::StrCat(kind, " name \"", absl::CHexEscape(text), "\""));
@@ -437,12 +462,25 @@ class SchemaPrecheck {
   static bool Known(reflection::BaseType t) {
     return t >= reflection::None && t <= reflection::Array;
   }
+  // Whether base_type and element hold known values, read as the int8 they
+  // are on the wire: reflection::BaseType is an unscoped enum without a
+  // fixed underlying type, so the accessors' cast of a value outside its
+  // range (0-31) is undefined, and a compiler may fold the check above away.
+  static bool KnownType(const reflection::Type& t) {
+    const auto& table = reinterpret_cast<const flatbuffers::Table&>(t);
+    for (flatbuffers::voffset_t slot :
+         {reflection::Type::VT_BASE_TYPE, reflection::Type::VT_ELEMENT}) {
+      const int8_t v = table.GetField<int8_t>(slot, 0);
+      if (v < reflection::None || v > reflection::Array) return false;
+    }
+    return true;
+  }
 
   absl::Status Enum(const reflection::Enum& e) {
     const std::string owner = absl::StrCat("enum ", e.name()->str());
     NATSGW_RETURN_IF_ERROR(Attributes(e.attributes(), owner));
     const reflection::Type* underlying = e.underlying_type();
-    if (underlying == nullptr ||
+    if (underlying == nullptr || !KnownType(*underlying) ||
         !(e.is_union() ? underlying->base_type() == reflection::UType
                        : Integer(underlying->base_type()))) {
       return Bad(absl::StrCat(owner, ": not an integer type"));
@@ -553,7 +591,7 @@ class SchemaPrecheck {
       return Bad(absl::StrCat(owner, ": both required and optional"));
     }
     const reflection::Type* t = field.type();
-    if (t == nullptr || !Known(t->base_type()) || !Known(t->element())) {
+    if (t == nullptr || !KnownType(*t)) {
       return Bad(absl::StrCat(owner, ": unknown type"));
     }
     const reflection::BaseType b = t->base_type();

@@ -356,9 +356,12 @@ async function runMain(streams) {
     check('published event: decoded with ?type',
           published.json.data?.user_id === 'u-edge', show(published.json));
   }
-  // The event type from the subject: <prefix>.events.<Event>.
+  // The event type from the subject: <prefix>.events.<Event>. An HTTP
+  // header that is not Natsgw-Header-* never reaches NATS, whatever its
+  // name: X-Inbox-Id is no reply attempt.
   r = await post(`${base}/v1/publish/edge.test.events.UserRegistered`,
-                 { user_id: 'u-edge-2', email: 'pub2@example.com' });
+                 { user_id: 'u-edge-2', email: 'pub2@example.com' },
+                 { 'X-Inbox-Id': 'inbox-42' });
   check('publish (type from subject): 202', r.status === 202, `${r.status} ${show(r.text)}`);
   const typed = await test.waitFor('stream test: the second published event',
     (e) => e.id === r.json?.message_id);
@@ -419,8 +422,8 @@ async function runMain(streams) {
      { 'Natsgw-Header-traceparent': `00-${trace}-${parentSpan}-01` }, 400, /reserved/],
     ['JetStream header', '{"email":"x@example.com"}',
      { 'Natsgw-Header-Nats-Expected-Stream': 'USERS' }, 400, /Nats-/],
-    ['reply subject header', '{"email":"x@example.com"}', { 'Reply-To': '_INBOX.edge-check' },
-     400, /reply subjects/],
+    ['reply subject header', '{"email":"x@example.com"}',
+     { 'Natsgw-Header-Reply-To': '_INBOX.edge-check' }, 400, /reply subjects/],
     ['reply subject as NATS header', '{"email":"x@example.com"}',
      { 'Natsgw-Header-Reply': '_INBOX.edge-check' }, 400, /reply subjects/],
   ];

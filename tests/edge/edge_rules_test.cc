@@ -281,8 +281,10 @@ TEST(TranslateHeadersTest, RefusesReservedAndNatsKeys) {
 }
 
 TEST(TranslateHeadersTest, RefusesReplySubjects) {
-  for (const char* name : {"Natsgw-Header-Reply-To", "Reply-To", "X-Nats-Reply",
-                           "nats-reply", "Natsgw-Inbox", "X-Reply-Subject"}) {
+  for (const char* name :
+       {"Natsgw-Header-Reply-To", "natsgw-header-reply",
+        "Natsgw-Header-X-Inbox", "NATSGW-HEADER-Nats-Reply-Subject",
+        "Natsgw-Header-ReplyTo"}) {
     const std::vector<HttpHeader> http = {{name, "_INBOX.x"}};
     absl::StatusOr<Headers> headers = TranslateHeaders(http);
     EXPECT_EQ(headers.status().code(), absl::StatusCode::kInvalidArgument)
@@ -290,6 +292,21 @@ TEST(TranslateHeadersTest, RefusesReplySubjects) {
     EXPECT_THAT(headers.status().message(), HasSubstr(kReplySubjectRule))
         << name;
   }
+}
+
+// Headers that are not translated never reach NATS: their names are the
+// client's business (X-Inbox-Id, a Reply-To of the application's own).
+TEST(TranslateHeadersTest, IgnoresReplyishHeadersThatAreNotTranslated) {
+  const std::vector<HttpHeader> http = {{"X-Inbox-Id", "42"},
+                                        {"Reply-To", "ada@example.com"},
+                                        {"X-Reply-Subject", "_INBOX.x"},
+                                        {"Natsgw-Inbox", "x"},
+                                        {"Natsgw-Header-Tenant", "acme"}};
+  absl::StatusOr<Headers> headers = TranslateHeaders(http);
+  ASSERT_TRUE(headers.ok()) << headers.status();
+  ASSERT_EQ(headers->size(), 1u);
+  EXPECT_EQ(headers->begin()->key, "Tenant");
+  EXPECT_EQ(headers->begin()->value, "acme");
 }
 
 TEST(TranslateHeadersTest, GatewayRulesApply) {

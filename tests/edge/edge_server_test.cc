@@ -9,12 +9,16 @@
 
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -32,7 +36,9 @@
 #include "harness/socket.h"
 #include "harness/subprocess.h"
 #include "integration/gateway_test_fixture.h"
+#include "natsgw/jetstream.h"
 #include "natsgw/schemas/echo_natsgw.h"
+#include "natsgw/stream_config.h"
 
 #ifndef NATSGW_SOURCE_DIR
 #error "NATSGW_SOURCE_DIR must be defined (the checkout's absolute path)"
@@ -138,6 +144,8 @@ class EdgeServerTest : public testing::GatewayTest {
     conn_.reset();
     GatewayTest::TearDown();
   }
+
+  void SlowReaderCase(EdgeOptions options, size_t min_delivered);
 
   std::unique_ptr<Connection> conn_;
 };
@@ -263,12 +271,10 @@ TEST_F(EdgeServerTest, MetricsMatchTheCatalogueAndPassPromtool) {
   std::remove(path.c_str());
 }
 
-// A client that does not read: the stream's queue fills, new messages are
-// dropped, counted and reported; every published message is either
-// delivered or reported as dropped.
-TEST_F(EdgeServerTest, SlowReaderLosesOnlyReportedMessages) {
-  EdgeOptions options = EdgeDefaults();
-  options.sse_queue = 4;
+// A client that does not read: the stream's queue fills (by message count
+// or by bytes), new messages are dropped, counted and reported; every
+// published message is either delivered or reported as dropped.
+void EdgeServerTest::SlowReaderCase(EdgeOptions options, size_t min_delivered) {
   options.sse_keepalive = absl::Milliseconds(100);
   auto edge = Start(options);
   ASSERT_NE(edge, nullptr);
@@ -326,15 +332,30 @@ TEST_F(EdgeServerTest, SlowReaderLosesOnlyReportedMessages) {
   }
   std::printf(
       "[figures] slow reader: %d of %d messages delivered, %lld "
-      "dropped and reported (queue of %d)\n",
-      delivered, kMessages, static_cast<long long>(reported),
-      options.sse_queue);
+      "dropped and reported (queue of %d messages, %zu bytes)\n",
+      delivered, kMessages, static_cast<long long>(reported), options.sse_queue,
+      options.sse_queue_bytes);
   EXPECT_EQ(delivered + reported, kMessages);
   EXPECT_GT(reported, 0) << "the reader was never slow enough to drop";
-  EXPECT_GE(delivered, options.sse_queue);
+  EXPECT_GE(static_cast<size_t>(delivered), min_delivered);
   const std::string scrape = Scrape();
   EXPECT_THAT(scrape, HasSubstr(absl::StrCat("natsgw_edge_sse_dropped_total ",
                                              reported)));
+}
+
+TEST_F(EdgeServerTest, SlowReaderLosesOnlyReportedMessages) {
+  EdgeOptions options = EdgeDefaults();
+  options.sse_queue = 4;
+  SlowReaderCase(options, 4);
+}
+
+// The byte budget: 400 messages of 48 KiB fit the message count, not the
+// 256 KiB; the overflow is handled as the count's is.
+TEST_F(EdgeServerTest, SlowReaderQueueIsBoundedInBytes) {
+  EdgeOptions options = EdgeDefaults();
+  options.sse_queue = 1000;
+  options.sse_queue_bytes = 256 << 10;
+  SlowReaderCase(options, 4);
 }
 
 // Drain: a call in progress finishes (200), an open stream ends with event:
@@ -439,15 +460,16 @@ TEST_F(EdgeServerTest, HostileRequestsAreRefusedBeforeNats) {
       {"POST /v1/call/echo.Echo HTTP/1.1\r\nContent-Type: application/json\r\n"
        "Content-Length: 100\r\nExpect: 100-continue\r\n\r\n",
        401, true},
-      // A chunked body past the limit: refused as soon as it is, the rest
-      // read and dropped so the client sees the answer.
+      // A chunked body past the limit: refused as soon as it is; the rest
+      // (less than the 64 KiB the edge drains after a refusal) read and
+      // dropped so the client sees the answer.
       {absl::StrCat(
            "POST /v1/call/echo.Echo HTTP/1.1\r\nAuthorization: Bearer ", kToken,
            "\r\nContent-Type: application/json\r\nTransfer-Encoding: "
            "chunked\r\n\r\n",
-           absl::StrFormat("%x\r\n", 700 * 1024), std::string(700 * 1024, ' '),
-           "\r\n", absl::StrFormat("%x\r\n", 700 * 1024),
-           std::string(700 * 1024, ' '), "\r\n0\r\n\r\n"),
+           absl::StrFormat("%x\r\n", 520 * 1024), std::string(520 * 1024, ' '),
+           "\r\n", absl::StrFormat("%x\r\n", 520 * 1024),
+           std::string(520 * 1024, ' '), "\r\n0\r\n\r\n"),
        413, true},
   };
   for (const Case& c : cases) {
@@ -465,6 +487,242 @@ TEST_F(EdgeServerTest, HostileRequestsAreRefusedBeforeNats) {
   EXPECT_EQ(Scrape().find("natsgw_server_request_duration_seconds_count{"
                           "code=\"OK\",subject=\"echo.Echo\"}"),
             std::string::npos);
+}
+
+// Clients that send a body a byte now and then (never waiting as long as
+// read_timeout between two) hold no worker for long, refused or not: with
+// more of them than there are worker threads, /healthz still answers
+// within a few seconds; a refused one (no token) gets its 401 and loses
+// its connection after a short drain; an admitted one gets 408 once
+// read_timeout has passed for its body as a whole.
+TEST_F(EdgeServerTest, TricklingClientsCannotHoldTheWorkers) {
+  EdgeOptions options = EdgeDefaults();  // 8 worker threads
+  options.read_timeout = absl::Seconds(2);
+  auto edge = Start(options);
+  ASSERT_NE(edge, nullptr);
+  const int port = edge->port();
+  constexpr int kRefused = 10;
+  constexpr int kAdmitted = 4;
+  ASSERT_GT(kRefused + kAdmitted, options.http_threads);
+  struct Slow {
+    net::ScopedFd fd;
+    bool admitted = false;
+    std::string got;
+    bool closed = false;
+  };
+  std::vector<Slow> slow;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  for (int i = 0; i < kRefused + kAdmitted; ++i) {
+    const bool admitted = i >= kRefused;
+    absl::StatusOr<net::ScopedFd> fd =
+        net::TcpConnect("127.0.0.1", port, deadline);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string head = absl::StrCat(
+        "POST /v1/call/echo.Echo HTTP/1.1\r\nHost: test\r\n",
+        admitted ? absl::StrCat("Authorization: Bearer ", kToken, "\r\n") : "",
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{");
+    ASSERT_TRUE(net::SendAll(fd->get(), head, deadline).ok());
+    slow.push_back({*std::move(fd), admitted, "", false});
+  }
+  std::atomic<int> health_status{0};
+  std::atomic<int64_t> health_ms{-1};
+  std::thread health([&] {
+    absl::SleepFor(absl::Milliseconds(500));  // every worker is busy by now
+    const absl::Time asked = absl::Now();
+    HttpReply r = Parse(
+        Exchange(port, "GET /healthz HTTP/1.1\r\n\r\n", absl::Seconds(5)));
+    health_status = r.status;
+    health_ms = absl::ToInt64Milliseconds(absl::Now() - asked);
+  });
+  // A byte every 400 ms on every connection still open, reading what comes
+  // back; at most 10 s.
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(10);
+  while (absl::Now() < end) {
+    bool all_closed = true;
+    for (Slow& s : slow) {
+      if (s.closed) continue;
+      char buf[4096];
+      while (true) {
+        const ssize_t n = recv(s.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+          s.got.append(buf, static_cast<size_t>(n));
+          continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+          s.closed = true;
+        }
+        break;
+      }
+      if (s.closed) continue;
+      all_closed = false;
+      (void)send(s.fd.get(), " ", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    if (all_closed) break;
+    absl::SleepFor(absl::Milliseconds(400));
+  }
+  const absl::Duration took = absl::Now() - start;
+  health.join();
+  std::printf(
+      "[figures] %d trickling clients on %d workers: /healthz answered in %lld "
+      "ms; all connections ended after %lld ms\n",
+      kRefused + kAdmitted, options.http_threads,
+      static_cast<long long>(health_ms.load()),
+      static_cast<long long>(absl::ToInt64Milliseconds(took)));
+  EXPECT_EQ(health_status.load(), 200)
+      << "/healthz did not answer within 5 s while clients trickled";
+  for (const Slow& s : slow) {
+    EXPECT_TRUE(s.closed) << "a trickling client kept its connection";
+    EXPECT_EQ(Parse(s.got).status, s.admitted ? 408 : 401) << s.got;
+  }
+  // Nothing left that Drain would wait for.
+  EXPECT_TRUE(edge->Drain(absl::Seconds(3)).ok());
+}
+
+// NATS hands a JetStream push consumer's deliveries to a subscription under
+// the subject each message was published to. A stream on "*.*" that
+// matches another client's deliver subject ("dlv.x") must not receive
+// "secret.events.x", which neither "*.*" nor the allow-list covers.
+TEST_F(EdgeServerTest, SubscriptionsGetOnlyWhatTheirPatternCovers) {
+  EdgeOptions options = EdgeDefaults();
+  options.allow_subscribe = *SubjectAllowList::Parse("*.*");
+  options.sse_keepalive = absl::Milliseconds(100);
+  auto edge = Start(options);
+  ASSERT_NE(edge, nullptr);
+
+  auto js = JetStream::Create(*conn_);
+  ASSERT_TRUE(js.ok()) << js.status();
+  StreamConfig stream;
+  stream.name = "SECRET";
+  stream.subjects = {"secret.>"};
+  stream.storage = StorageType::kMemory;
+  ASSERT_TRUE((*js)->EnsureStream(stream).ok());
+  ASSERT_TRUE(conn_->Publish("secret.events.x", "classified").ok());
+  ASSERT_TRUE(conn_->Flush(absl::Seconds(5)).ok());
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  absl::StatusOr<net::ScopedFd> fd =
+      net::TcpConnect("127.0.0.1", edge->port(), deadline);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(
+      net::SendAll(fd->get(), Request("GET", "/v1/subscribe/*.*"), deadline)
+          .ok());
+  std::string text;
+  char buf[65536];
+  auto read_until = [&](const std::string& needle, absl::Time until) {
+    while (text.find(needle) == std::string::npos && absl::Now() < until) {
+      absl::StatusOr<size_t> n =
+          net::RecvSome(fd->get(), buf, sizeof(buf), until);
+      if (!n.ok() || *n == 0) return false;
+      text.append(buf, *n);
+    }
+    return text.find(needle) != std::string::npos;
+  };
+  ASSERT_TRUE(read_until(": subscribed to *.*", deadline)) << text;
+
+  // The test's own look at the deliver subject: the consumer delivers.
+  std::mutex mu;
+  std::condition_variable cv;
+  int delivered = 0;
+  auto watch = conn_->Subscribe("dlv.x", "", [&](const Message& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (m.subject == "secret.events.x") ++delivered;
+    cv.notify_all();
+  });
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  absl::StatusOr<Message> created = conn_->Request(
+      "$JS.API.CONSUMER.CREATE.SECRET",
+      R"({"stream_name":"SECRET","config":{"deliver_subject":"dlv.x",)"
+      R"("deliver_policy":"all","ack_policy":"none"}})",
+      absl::Seconds(5));
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_THAT(created->data, HasSubstr("\"deliver_subject\":\"dlv.x\""))
+      << created->data;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] {
+      return delivered > 0;
+    })) << "the push consumer delivered nothing";
+  }
+  // A message the stream may carry, published after the delivery: once it
+  // is there, so would the delivery be.
+  ASSERT_TRUE(conn_->Publish("ok.marker", "visible").ok());
+  ASSERT_TRUE(read_until("\"subject\":\"ok.marker\"", deadline)) << text;
+  absl::SleepFor(absl::Milliseconds(300));
+  read_until("never sent", absl::Now() + absl::Milliseconds(200));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("secret.events.x"))) << text;
+  (*watch)->Unsubscribe().IgnoreError();
+}
+
+// However many subjects an allow-list pattern admits, one $SRV.INFO
+// discovery runs at a time: concurrent calls to subjects nobody serves ask
+// the bus one after the other (each waiting discovery_wait for answers that
+// never come), not all at once.
+TEST_F(EdgeServerTest, OneDiscoveryAtATime) {
+  std::mutex mu;
+  std::vector<absl::Time> asked;
+  auto watch = conn_->Subscribe("$SRV.INFO", "", [&](const Message&) {
+    std::lock_guard<std::mutex> lock(mu);
+    asked.push_back(absl::Now());
+  });
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  EdgeOptions options = EdgeDefaults();
+  options.allow_call = *SubjectAllowList::Parse("nosuch.*");
+  options.discovery_wait = absl::Milliseconds(300);
+  auto edge = Start(options);
+  ASSERT_NE(edge, nullptr);
+  constexpr int kCalls = 3;
+  std::vector<int> status(kCalls);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      status[i] =
+          Parse(Exchange(edge->port(),
+                         Request("POST", absl::StrCat("/v1/call/nosuch.M", i),
+                                 "{}")))
+              .status;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  for (int s : status) EXPECT_EQ(s, 404);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(asked.size(), static_cast<size_t>(kCalls));
+  std::sort(asked.begin(), asked.end());
+  for (size_t i = 1; i < asked.size(); ++i) {
+    EXPECT_GE(asked[i] - asked[i - 1], absl::Milliseconds(250))
+        << "two discoveries ran at once";
+  }
+  (*watch)->Unsubscribe().IgnoreError();
+}
+
+// A method found through $SRV.INFO is resolved without the schema files:
+// they were read once at start (here they are gone by the time of the
+// call), and the discovered schema comes from the service.
+TEST_F(EdgeServerTest, DiscoveryReadsNoSchemaFiles) {
+  EchoImpl echo;
+  auto service = echo.Start(*conn_);
+  ASSERT_TRUE(service.ok()) << service.status();
+  // Loaded schemas that do not serve echo.Echo, in a directory removed
+  // after start.
+  const std::string dir = ::testing::TempDir() + "edge_discovery_schemas";
+  const std::string copy = dir + "/email.fbs";
+  auto setup = testing::RunProcess(
+      {"/bin/sh", "-c", "mkdir -p \"$1\" && cp \"$2\" \"$3\"", "sh", dir,
+       NATSGW_SOURCE_DIR "/schemas/email.fbs", copy},
+      absl::Seconds(10));
+  ASSERT_TRUE(setup.ok() && setup->exit_code == 0);
+  EdgeOptions options = EdgeDefaults();
+  options.schema_paths = {dir};
+  options.discovery_wait = absl::Milliseconds(300);
+  auto edge = Start(options);
+  ASSERT_NE(edge, nullptr);
+  ASSERT_EQ(std::remove(copy.c_str()), 0);
+  ASSERT_EQ(std::remove(dir.c_str()), 0);
+
+  HttpReply r = Parse(Exchange(
+      edge->port(), Request("POST", "/v1/call/echo.Echo", R"({"tag": 41})")));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_THAT(r.body, HasSubstr("42"));
 }
 
 TEST(EdgeOptionsTest, ValidateOptionsNamesTheOption) {

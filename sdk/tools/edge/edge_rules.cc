@@ -214,12 +214,14 @@ bool NamesReplySubject(absl::string_view name) {
 absl::StatusOr<Headers> TranslateHeaders(std::span<const HttpHeader> headers) {
   Headers out;
   for (const HttpHeader& h : headers) {
-    if (NamesReplySubject(h.name)) {
+    // Only translated headers reach NATS: any other header (X-Inbox-Id, an
+    // application's own Reply-To) is ignored, so it is no reply attempt.
+    if (!absl::StartsWithIgnoreCase(h.name, kHeaderPrefix)) continue;
+    const absl::string_view key = h.name.substr(kHeaderPrefix.size());
+    if (NamesReplySubject(key)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "header ", Quote(h.name), " is refused: ", kReplySubjectRule));
     }
-    if (!absl::StartsWithIgnoreCase(h.name, kHeaderPrefix)) continue;
-    const absl::string_view key = h.name.substr(kHeaderPrefix.size());
     if (key.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("header ", Quote(h.name), " names no NATS header after ",

@@ -132,8 +132,9 @@ struct HttpHeader {
 // ignored. INVALID_ARGUMENT naming the rule for: a key natsgw manages
 // (natsgw/wire_headers.h: traceparent, Nats-Msg-Id, Natsgw-*, Status, ...)
 // or any `Nats-` key (JetStream reads those: Nats-Expected-Stream,
-// Nats-Rollup, ...); any header, translated or not, whose name contains
-// "reply" or "inbox" (ReplySubjectRule); and whatever the gateway's header
+// Nats-Rollup, ...); a `Natsgw-Header-<Key>` whose key contains "reply" or
+// "inbox" (kReplySubjectRule; other headers never reach NATS, so their names
+// do not matter); and whatever the gateway's header
 // rules refuse (natsgw::ValidateApplicationHeaders: key alphabet, sizes,
 // counts, keys that are prefixes of others).
 inline constexpr absl::string_view kHeaderPrefix = "Natsgw-Header-";

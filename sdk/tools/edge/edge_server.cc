@@ -1,11 +1,17 @@
 #include "edge_server.h"
 
+#include <arpa/inet.h>
 #include <civetweb.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,11 +22,13 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -140,6 +148,7 @@ struct CacheEntry {
   std::shared_future<absl::StatusOr<Resolved>> result;
   bool ready = false;  // guarded by Impl::cache_mu_
   absl::Time expires;  // guarded by Impl::cache_mu_, once ready
+  absl::Time created;  // guarded by Impl::cache_mu_; for eviction
 };
 
 // What one event stream has received and not yet written. The subscription
@@ -149,9 +158,140 @@ struct StreamState {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Message> queue;  // guarded by mu
+  size_t queued_bytes = 0;    // guarded by mu; QueuedBytes of `queue`
   int64_t dropped = 0;        // guarded by mu; not yet reported
   bool shutdown = false;      // guarded by mu; set by Drain
 };
+
+// The socket of the connection a request came on: the descriptor whose
+// local and peer ports and peer address are the request's. civetweb 1.15
+// does not hand it out, and the edge needs it to bound the time a body may
+// take (BodyDeadlines) and to drain a refused body without blocking.
+// -1 if none matches.
+int FindSocket(const mg_request_info& info) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  while (dirent* e = readdir(dir)) {
+    int fd = -1;
+    if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof(local), peer_len = sizeof(peer);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+      continue;
+    }
+    char host[INET6_ADDRSTRLEN] = {};
+    int local_port = 0, peer_port = 0;
+    if (peer.ss_family == AF_INET && local.ss_family == AF_INET) {
+      const auto* p = reinterpret_cast<const sockaddr_in*>(&peer);
+      local_port =
+          ntohs(reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
+      peer_port = ntohs(p->sin_port);
+      inet_ntop(AF_INET, &p->sin_addr, host, sizeof(host));
+    } else if (peer.ss_family == AF_INET6 && local.ss_family == AF_INET6) {
+      const auto* p = reinterpret_cast<const sockaddr_in6*>(&peer);
+      local_port =
+          ntohs(reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port);
+      peer_port = ntohs(p->sin6_port);
+      inet_ntop(AF_INET6, &p->sin6_addr, host, sizeof(host));
+    } else {
+      continue;
+    }
+    if (local_port == info.server_port && peer_port == info.remote_port &&
+        absl::string_view(host) == absl::string_view(info.remote_addr)) {
+      found = fd;
+      break;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+// Ends request bodies that outlive their deadline: a body must arrive
+// within read_timeout as a whole, not merely make some progress every
+// read_timeout (civetweb's own limit, which a client sending a byte now and
+// then never reaches). When a deadline passes, the socket's reading side is
+// shut down, so the worker's blocked read returns at once and the request
+// is answered (408) instead of holding the worker for as long as the client
+// likes.
+//
+// Thread-safety: every method may be called from any thread; one mutex
+// guards the armed deadlines, and a socket is shut down only while its
+// deadline is armed, i.e. while its request still owns the descriptor.
+class BodyDeadlines {
+ public:
+  BodyDeadlines() : thread_([this] { Run(); }) {}
+  ~BodyDeadlines() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // Arms `deadline` for socket `fd`; Disarm says whether it passed.
+  uint64_t Arm(int fd, absl::Time deadline) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t id = ++next_id_;
+    armed_[id] = {fd, deadline, false};
+    cv_.notify_all();
+    return id;
+  }
+  bool Disarm(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = armed_.find(id);
+    if (it == armed_.end()) return false;
+    const bool fired = it->second.fired;
+    armed_.erase(it);
+    return fired;
+  }
+
+ private:
+  struct Armed {
+    int fd;
+    absl::Time deadline;
+    bool fired;
+  };
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      absl::Time next = absl::InfiniteFuture();
+      const absl::Time now = absl::Now();
+      for (auto& [id, a] : armed_) {
+        if (a.fired) continue;
+        if (now >= a.deadline) {
+          ::shutdown(a.fd, SHUT_RD);
+          a.fired = true;
+        } else {
+          next = std::min(next, a.deadline);
+        }
+      }
+      if (next == absl::InfiniteFuture()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_for(lock, absl::ToChronoNanoseconds(next - now));
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Armed> armed_;  // guarded by mu_
+  uint64_t next_id_ = 0;             // guarded by mu_
+  bool stop_ = false;                // guarded by mu_
+  std::thread thread_;               // last: started once the rest exists
+};
+
+// What a queued message costs an event stream's byte budget: its payload,
+// subject and headers (the rest of Message is small and fixed).
+size_t QueuedBytes(const Message& m) {
+  size_t n = m.data.size() + m.subject.size() + m.message_id.size();
+  for (const HeaderField& h : m.headers) n += h.key.size() + h.value.size();
+  return n;
+}
 
 }  // namespace
 
@@ -183,6 +323,7 @@ class EdgeServer::Impl {
     // have been told to end; calls end within their timeouts.
     if (ctx_ != nullptr) mg_stop(ctx_);
     if (library_initialized_) mg_exit_library();
+    deadlines_.reset();  // no request is left to use it
   }
 
   absl::Status Init() {
@@ -191,6 +332,7 @@ class EdgeServer::Impl {
         tools::SchemaSet::Load(options_.schema_paths, options_.schema_include);
     if (!local.ok()) return local.status();
     local_ = std::shared_ptr<const tools::SchemaSet>(*std::move(local));
+    deadlines_ = std::make_unique<BodyDeadlines>();
     return Listen();
   }
 
@@ -440,6 +582,7 @@ class EdgeServer::Impl {
   int Handle(mg_connection* c) {
     Active active(*this);
     continue_sent_ = false;
+    body_complete_ = false;
     const int status = Dispatch(c);
     FinishRequestBody(c);
     return status;
@@ -492,15 +635,20 @@ class EdgeServer::Impl {
   }
 
   // Deals with what is left of a request body once the response is out.
-  // Closing a socket with unread input makes the kernel reset the
-  // connection, and a client still sending may then lose the response it
-  // was sent (a 401, a 413, ...): so a body of up to kMaxDiscardBytes is
-  // read and dropped. Beyond that, or when the client waits for a
-  // "100 Continue" that never came (it will not send the body), the
-  // connection is closed at once instead, so that no worker spends its time
-  // reading a body nobody wants.
+  // A refused request's body is never read through civetweb (whose reads
+  // wait as long as a client keeps sending a byte now and then): the
+  // connection closes right after the response. Closing a socket with unread
+  // input makes the kernel reset the connection, and a client still
+  // sending may then lose the response it was sent (a 401, a 413, ...); so
+  // the response is followed by a FIN, and what the client sends meanwhile
+  // is read and dropped straight from the socket for at most
+  // kLingerTime and kLingerBytes, whatever the client does. A client
+  // waiting for a "100 Continue" that never came will not send the body:
+  // its connection closes at once.
   void FinishRequestBody(mg_connection* c) {
-    static constexpr long long kMaxDiscardBytes = 8 << 20;
+    static constexpr absl::Duration kLingerTime = absl::Seconds(1);
+    static constexpr size_t kLingerBytes = 64 << 10;
+    if (body_complete_) return;
     const mg_request_info* info = mg_get_request_info(c);
     const char* transfer = mg_get_header(c, "Transfer-Encoding");
     const bool chunked =
@@ -508,18 +656,27 @@ class EdgeServer::Impl {
         absl::StrContains(absl::AsciiStrToLower(transfer), "chunked");
     if (info->content_length <= 0 && !chunked) return;
     const char* expect = mg_get_header(c, "Expect");
-    if ((expect != nullptr && absl::EqualsIgnoreCase(expect, "100-continue") &&
-         !continue_sent_) ||
-        info->content_length > kMaxDiscardBytes) {
-      CloseAfterResponse(c);
-      return;
-    }
-    char buffer[16384];
-    long long discarded = 0;
-    while (true) {
-      const int n = mg_read(c, buffer, sizeof(buffer));
-      if (n == 0) return;  // all read: the connection closes normally
-      if (n < 0 || (discarded += n) > kMaxDiscardBytes) break;
+    const bool awaits_continue =
+        expect != nullptr && absl::EqualsIgnoreCase(expect, "100-continue") &&
+        !continue_sent_;
+    const int fd = awaits_continue || info->is_ssl ? -1 : FindSocket(*info);
+    if (fd >= 0 && ::shutdown(fd, SHUT_WR) == 0) {
+      const absl::Time deadline = absl::Now() + kLingerTime;
+      char buffer[16384];
+      size_t drained = 0;
+      while (drained < kLingerBytes) {
+        const absl::Duration left = deadline - absl::Now();
+        if (left <= absl::ZeroDuration()) break;
+        pollfd p{fd, POLLIN, 0};
+        const int ready = ::poll(
+            &p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+        if (ready <= 0) break;
+        const ssize_t n =
+            ::recv(fd, buffer, std::min(sizeof(buffer), kLingerBytes - drained),
+                   MSG_DONTWAIT);
+        if (n <= 0) break;  // the client closed (or reset): done
+        drained += static_cast<size_t>(n);
+      }
     }
     CloseAfterResponse(c);
   }
@@ -701,7 +858,8 @@ class EdgeServer::Impl {
 
   // Reads a JSON body within max_body_bytes, or says why not (415, 413,
   // 400).
-  std::optional<Refusal> ReadJsonBody(mg_connection* c, std::string* body) {
+  std::optional<Refusal> ReadJsonBody(mg_connection* c, absl::Time start,
+                                      std::string* body) {
     const char* content_type = mg_get_header(c, "Content-Type");
     if (content_type == nullptr || !IsJsonContentType(content_type)) {
       return Refusal{
@@ -746,20 +904,52 @@ class EdgeServer::Impl {
     }
     body->clear();
     if (declared > 0) body->reserve(static_cast<size_t>(declared));
+    // The whole body within read_timeout: see BodyDeadlines.
+    const mg_request_info* info = mg_get_request_info(c);
+    const int fd = info->is_ssl ? -1 : FindSocket(*info);
+    struct Deadline {
+      BodyDeadlines& deadlines;
+      uint64_t id = 0;
+      bool fired = false;
+      bool Disarm() {
+        if (id != 0) fired = deadlines.Disarm(id) || fired;
+        id = 0;
+        return fired;
+      }
+      ~Deadline() { Disarm(); }
+    } deadline{*deadlines_};
+    if (fd >= 0)
+      deadline.id = deadlines_->Arm(fd, start + options_.read_timeout);
     char buffer[16384];
+    bool failed = false;
     while (true) {
       const int n = mg_read(c, buffer, sizeof(buffer));
       if (n == 0) break;
       if (n < 0) {
-        return BadRequest(
-            "the request body could not be read (the client "
-            "stopped sending, or sent malformed chunks)");
+        failed = true;
+        break;
       }
       if (body->size() + static_cast<size_t>(n) > limit) {
         return too_large(absl::StrCat("the body has more than ", Bytes(limit)));
       }
       body->append(buffer, static_cast<size_t>(n));
     }
+    if (deadline.Disarm()) {
+      return Refusal{408,
+                     absl::StatusCode::kDeadlineExceeded,
+                     absl::StrCat("the request body did not arrive within ",
+                                  absl::FormatDuration(options_.read_timeout),
+                                  " (", Bytes(body->size()), " received)"),
+                     "bad_request",
+                     {}};
+    }
+    if (failed ||
+        (declared >= 0 && body->size() != static_cast<size_t>(declared))) {
+      return BadRequest(
+          "the request body could not be read (the client "
+          "stopped sending, or sent malformed chunks)");
+    }
+    body_complete_ = true;
     return std::nullopt;
   }
 
@@ -775,7 +965,8 @@ class EdgeServer::Impl {
                     BadRequest(timeout.status().message()));
     }
     std::string body;
-    if (std::optional<Refusal> r = ReadJsonBody(c, &body); r.has_value()) {
+    if (std::optional<Refusal> r = ReadJsonBody(c, start, &body);
+        r.has_value()) {
       return Refuse(c, Route::kCall, start, *r);
     }
     absl::StatusOr<Resolved> resolved = Resolve(subject);
@@ -870,7 +1061,8 @@ class EdgeServer::Impl {
                     absl::string_view subject, const std::string& pattern,
                     absl::string_view type, Headers headers) {
     std::string body;
-    if (std::optional<Refusal> r = ReadJsonBody(c, &body); r.has_value()) {
+    if (std::optional<Refusal> r = ReadJsonBody(c, start, &body);
+        r.has_value()) {
       return Refuse(c, Route::kPublish, start, *r);
     }
     absl::StatusOr<TypedSet> event = EventType(subject, type);
@@ -974,20 +1166,40 @@ class EdgeServer::Impl {
     SubscribeOptions subscribe;
     subscribe.metric_subject = pattern;
     const size_t capacity = static_cast<size_t>(options_.sse_queue);
+    const size_t byte_budget = options_.sse_queue_bytes;
     prometheus::Counter* dropped_total = dropped_;
+    std::shared_ptr<Logger> logger = logger_;
     absl::StatusOr<std::unique_ptr<Subscription>> sub = conn_.Subscribe(
         subject, "",
-        [state, capacity, dropped_total](const Message& m) {
+        [state, capacity, byte_budget, dropped_total, logger,
+         requested = std::string(subject)](const Message& m) {
           // A wildcard may match what NATS and its clients keep for
           // themselves (replies in _INBOX, $JS API traffic): never sent on.
           if (IsReservedSubject(m.subject)) return;
+          // NATS hands a message to a subscription under the subject it was
+          // published to, not the one the subscription matched: a JetStream
+          // push consumer's deliveries to a subject this pattern matches
+          // ("*.*" matching another client's deliver subject) arrive as
+          // "users.events.UserRegistered", which neither the pattern nor
+          // the allow-list granted. Only what the pattern covers is sent on.
+          if (!PatternCovers(requested, m.subject)) {
+            logger->LogStructured(
+                {.severity = kDebugSeverity,
+                 .message = "dropped a message outside the stream's subject "
+                            "(a delivery to another client's consumer)",
+                 .fields = {}});
+            return;
+          }
+          const size_t bytes = QueuedBytes(m);
           std::lock_guard<std::mutex> lock(state->mu);
-          if (state->queue.size() >= capacity) {
+          if (state->queue.size() >= capacity ||
+              state->queued_bytes + bytes > byte_budget) {
             ++state->dropped;
             dropped_total->Increment();
             return;
           }
           state->queue.push_back(m);
+          state->queued_bytes += bytes;
           state->cv.notify_one();
         },
         subscribe);
@@ -1025,6 +1237,7 @@ class EdgeServer::Impl {
                      state->shutdown;
             });
         batch.swap(state->queue);
+        state->queued_bytes = 0;
         dropped = state->dropped;
         state->dropped = 0;
         shutdown = state->shutdown;
@@ -1142,9 +1355,10 @@ class EdgeServer::Impl {
 
   // The method served on `subject`: a loaded schema's rpc_service first,
   // else $SRV.INFO discovery (tools::ResolveMethod), remembered for
-  // resolve_ttl. Each discovery works on a fresh copy of the loaded
-  // schemas, so no request ever waits for another one's discovery unless
-  // both want the same subject.
+  // resolve_ttl (a failure for at most a second). Requests for a subject
+  // being resolved share that resolution; at most one discovery runs at a
+  // time (Discover), so however many subjects an allow-list pattern admits,
+  // callers can make the edge ask $SRV.INFO at most once per discovery_wait.
   absl::StatusOr<Resolved> Resolve(absl::string_view subject) {
     if (absl::StatusOr<tools::MethodInfo> m = local_->MethodForSubject(subject);
         m.ok()) {
@@ -1162,17 +1376,13 @@ class EdgeServer::Impl {
         entry = it->second;
       } else {
         if (it == cache_.end() && cache_.size() >= kMaxCacheEntries) {
-          for (auto e = cache_.begin(); e != cache_.end();) {
-            e = e->second->ready && now >= e->second->expires ? cache_.erase(e)
-                                                              : std::next(e);
-          }
+          EvictLocked(now);
         }
         entry = std::make_shared<CacheEntry>();
         entry->result = promise.get_future().share();
+        entry->created = now;
         mine = true;
-        if (cache_.size() < kMaxCacheEntries) {
-          cache_[std::string(subject)] = entry;
-        }
+        cache_[std::string(subject)] = entry;
       }
     }
     if (!mine) return entry->result.get();
@@ -1189,9 +1399,61 @@ class EdgeServer::Impl {
     return result;
   }
 
+  // Makes room in a full cache: expired entries go, and if none had, the
+  // oldest finished one (a subject resolved again later is simply
+  // discovered again). Entries still being resolved stay: their requests
+  // wait for them.
+  void EvictLocked(absl::Time now) {
+    auto oldest = cache_.end();
+    for (auto e = cache_.begin(); e != cache_.end();) {
+      if (e->second->ready && now >= e->second->expires) {
+        e = cache_.erase(e);
+        continue;
+      }
+      if (e->second->ready && (oldest == cache_.end() ||
+                               e->second->created < oldest->second->created)) {
+        oldest = e;
+      }
+      ++e;
+    }
+    if (cache_.size() >= kMaxCacheEntries && oldest != cache_.end()) {
+      cache_.erase(oldest);
+    }
+  }
+
+  // One $SRV.INFO resolution. Discovered schemas go into a set of their own,
+  // built without reading a file (the loaded schemas were already asked,
+  // and a service's schema must not change what they mean). One discovery
+  // at a time: a request that finds another one running waits for it (its
+  // subject may be the one that gets settled, and discovery costs the bus
+  // and the services a $SRV.INFO round), and gives up with UNAVAILABLE when
+  // discoveries keep it waiting longer than two rounds.
   absl::StatusOr<Resolved> Discover(absl::string_view subject) {
+    {
+      std::unique_lock<std::mutex> lock(discovery_mu_);
+      const bool free = discovery_cv_.wait_for(
+          lock,
+          absl::ToChronoNanoseconds(2 * options_.discovery_wait +
+                                    absl::Seconds(1)),
+          [&] { return !discovering_; });
+      if (!free) {
+        return absl::UnavailableError(absl::StrCat(
+            "natsgw-edge is busy resolving other subjects through $SRV.INFO; "
+            "retry, or load the schema serving ",
+            subject, " with --schema"));
+      }
+      discovering_ = true;
+    }
+    struct Done {
+      Impl& impl;
+      ~Done() {
+        std::lock_guard<std::mutex> lock(impl.discovery_mu_);
+        impl.discovering_ = false;
+        impl.discovery_cv_.notify_one();
+      }
+    } done{*this};
     absl::StatusOr<std::unique_ptr<tools::SchemaSet>> scratch =
-        tools::SchemaSet::Load(options_.schema_paths, options_.schema_include);
+        tools::SchemaSet::Load({});
     if (!scratch.ok()) return scratch.status();
     absl::StatusOr<tools::MethodInfo> m = tools::ResolveMethod(
         conn_, **scratch, subject, options_.discovery_wait);
@@ -1285,6 +1547,9 @@ class EdgeServer::Impl {
   // Whether "100 Continue" went out for the request this thread serves:
   // civetweb runs one request at a time on a worker thread.
   static thread_local bool continue_sent_;
+  // Whether the request this thread serves had its body read to the end
+  // (ReadJsonBody): only then is there nothing left for FinishRequestBody.
+  static thread_local bool body_complete_;
 
   const EdgeOptions options_;
   Connection& conn_;
@@ -1294,6 +1559,7 @@ class EdgeServer::Impl {
   mg_context* ctx_ = nullptr;
   int port_ = 0;
   std::shared_ptr<const tools::SchemaSet> local_;  // immutable once loaded
+  std::unique_ptr<BodyDeadlines> deadlines_;       // set by Init
 
   // Metrics (families owned by registry_).
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
@@ -1320,9 +1586,14 @@ class EdgeServer::Impl {
       service_sets_;                // guarded by cache_mu_
   absl::Time service_sets_expire_;  // guarded by cache_mu_
   std::mutex refresh_mu_;           // one RefreshServiceSchemas at a time
+
+  std::mutex discovery_mu_;
+  std::condition_variable discovery_cv_;
+  bool discovering_ = false;  // guarded by discovery_mu_
 };
 
 thread_local bool EdgeServer::Impl::continue_sent_ = false;
+thread_local bool EdgeServer::Impl::body_complete_ = false;
 
 EdgeServer::EdgeServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EdgeServer::~EdgeServer() = default;
@@ -1371,6 +1642,9 @@ absl::Status EdgeServer::ValidateOptions(const EdgeOptions& options) {
   if (options.sse_queue < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("sse_queue must be at least 1, not ", options.sse_queue));
+  }
+  if (options.sse_queue_bytes < 1) {
+    return absl::InvalidArgumentError("sse_queue_bytes must be at least 1");
   }
   if (!options.tokens.has_value() && !options.allow_unauthenticated) {
     return absl::FailedPreconditionError(

@@ -81,8 +81,9 @@ struct EdgeOptions {
   // ?timeout_ms=.
   absl::Duration timeout = absl::Seconds(5);
   absl::Duration max_timeout = absl::Seconds(30);
-  // Longest wait for the next bytes of a request (headers or body) and for
-  // a write to a client to progress; a stuck client loses its connection.
+  // Longest wait for the next bytes of a request's headers and for a write
+  // to a client to progress, and the longest a request body may take as a
+  // whole (408 after it); a stuck or trickling client loses its connection.
   absl::Duration read_timeout = absl::Seconds(10);
   // An event stream sends a comment this often when it has nothing else to
   // send, so proxies keep it open and a departed client is noticed (a write
@@ -91,9 +92,14 @@ struct EdgeOptions {
   // Messages an event stream holds for a slow client; beyond that new ones
   // are dropped, counted and reported to the client as `event: dropped`.
   int sse_queue = 256;
+  // The same limit in bytes (payloads, subjects and headers of the messages
+  // held), so a few large messages cannot make a stream hold much memory;
+  // overflow is handled as above.
+  size_t sse_queue_bytes = 4 << 20;
   // How long a method resolved through $SRV.INFO is remembered (a failed
-  // resolution: at most a second), and how long one resolution collects
-  // $SRV.INFO answers.
+  // resolution: at most a second; the 1024 most recent subjects), and how
+  // long one resolution collects $SRV.INFO answers. One resolution runs at
+  // a time.
   absl::Duration resolve_ttl = absl::Minutes(1);
   absl::Duration discovery_wait = absl::Milliseconds(500);
   // Schemas: .fbs/.bfbs files or directories (tools::SchemaSet::Load) and

@@ -19,6 +19,8 @@
 #include <prometheus/registry.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -94,6 +96,10 @@ ABSL_FLAG(absl::Duration, sse_keepalive, absl::Seconds(15),
 ABSL_FLAG(int, sse_queue, 256,
           "Messages an event stream holds for a slow client before it drops "
           "new ones (reported as event: dropped)");
+ABSL_FLAG(int64_t, sse_queue_bytes, 4 << 20,
+          "Bytes (payloads, subjects, headers) an event stream holds for a "
+          "slow client before it drops new messages (reported as event: "
+          "dropped)");
 ABSL_FLAG(absl::Duration, resolve_ttl, absl::Minutes(1),
           "How long a method found through $SRV.INFO is remembered");
 ABSL_FLAG(absl::Duration, discovery_wait, absl::Milliseconds(500),
@@ -151,6 +157,9 @@ absl::StatusOr<EdgeOptions> OptionsFromFlags(std::string* usage_error) {
   options.read_timeout = absl::GetFlag(FLAGS_read_timeout);
   options.sse_keepalive = absl::GetFlag(FLAGS_sse_keepalive);
   options.sse_queue = absl::GetFlag(FLAGS_sse_queue);
+  // A negative or zero value fails the option check, which names the flag.
+  options.sse_queue_bytes = static_cast<size_t>(
+      std::max<int64_t>(0, absl::GetFlag(FLAGS_sse_queue_bytes)));
   options.resolve_ttl = absl::GetFlag(FLAGS_resolve_ttl);
   options.discovery_wait = absl::GetFlag(FLAGS_discovery_wait);
   options.schema_paths = SchemaPaths();

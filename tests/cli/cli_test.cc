@@ -693,7 +693,7 @@ TEST_F(CliTest, NoRespondersAndTimeoutExitOne) {
   EXPECT_THAT(echo.err, HasSubstr("UNAVAILABLE"));
 
   // A frozen service: the call ends at --timeout with DEADLINE_EXCEEDED.
-  users_->Signal(SIGSTOP);
+  ASSERT_TRUE(users_->Stop().ok());
   CliRun frozen =
       Cli({"call", "users.RegisterUser", R"({"email": "hank@example.com"})",
            "--timeout=1s", absl::StrCat("--schema=", kSchemas)});

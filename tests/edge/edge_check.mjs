@@ -32,7 +32,7 @@
 // then "edge_check: OK (<n> checks)" and exit status 0, or exit status 1.
 // A watchdog ends the script with status 2 after 60 s.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const watchdog = setTimeout(() => {
   console.error('edge_check: watchdog: still running after 60 s');
@@ -495,6 +495,21 @@ async function runMain(streams) {
   if (options['user-service-pid']) {
     const pid = Number(options['user-service-pid']);
     process.kill(pid, 'SIGSTOP');
+    // A stop is asynchronous: until it reaches them, the service's other
+    // threads keep answering. Wait until every thread shows state T.
+    const stopped = () => {
+      try {
+        return readdirSync(`/proc/${pid}/task`).every((t) => {
+          const s = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+          return 'Tt'.includes(s[s.lastIndexOf(')') + 2]);
+        });
+      } catch {
+        return false;
+      }
+    };
+    for (const until = Date.now() + 5000; !stopped() && Date.now() < until;) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
     try {
       const before = Date.now();
       r = await post(call('users.RegisterUser', '?timeout_ms=300'),

@@ -9,6 +9,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -141,6 +146,54 @@ BackgroundProcess::~BackgroundProcess() {
 
 void BackgroundProcess::Signal(int signal) {
   if (!reaped_) kill(-pid_, signal);
+}
+
+namespace {
+
+// True when every thread of `pid` is in state T (stopped) or t (traced).
+// False while one runs, or when /proc has no such process.
+bool AllThreadsStopped(pid_t pid) {
+  std::error_code error;
+  const std::filesystem::path tasks =
+      std::filesystem::path("/proc") / std::to_string(pid) / "task";
+  std::filesystem::directory_iterator it(tasks, error);
+  if (error) return false;
+  bool any = false;
+  for (const auto& task : it) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    // "<tid> (<comm>) <state> ...": comm may hold spaces and parentheses.
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size()) return false;
+    const char state = stat[paren + 2];
+    if (state != 'T' && state != 't') return false;
+    any = true;
+  }
+  return any;
+}
+
+}  // namespace
+
+absl::Status BackgroundProcess::Stop(absl::Duration timeout) {
+  if (reaped_) {
+    return absl::FailedPreconditionError("Stop(): the process has exited");
+  }
+  kill(-pid_, SIGSTOP);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!AllThreadsStopped(pid_)) {
+    if (kill(pid_, 0) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Stop(): pid ", pid_, " is gone"));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("Stop(): pid ", pid_, " not stopped after ",
+                       absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> BackgroundProcess::Wait(absl::Duration timeout) {

@@ -64,6 +64,11 @@ class BackgroundProcess {
 
   // Sends `signal` to the process group.
   void Signal(int signal);
+  // SIGSTOPs the process group and waits, up to `timeout`, until every
+  // thread of the process is stopped: a stop is asynchronous, and until it
+  // reaches them the other threads keep answering. DEADLINE_EXCEEDED if
+  // some thread is still running then; FAILED_PRECONDITION if it exited.
+  absl::Status Stop(absl::Duration timeout = absl::Seconds(5));
   // Waits for the process to exit, up to `timeout`; returns its exit code
   // (128 + signal if killed). DEADLINE_EXCEEDED if it is still running.
   absl::StatusOr<int> Wait(absl::Duration timeout);

@@ -254,21 +254,8 @@ TEST_F(EdgeServerTest, MetricsMatchTheCatalogueAndPassPromtool) {
   EXPECT_EQ(exported, catalogue);
 
   // Served as Prometheus scrapes it, promtool's lint passes.
-  const std::string path = ::testing::TempDir() + "natsgw_edge_scrape.txt";
-  {
-    std::ofstream out(path, std::ios::trunc);
-    out << Scrape();
-  }
-  auto lint = testing::RunProcess(
-      {"/bin/sh", "-c",
-       "command -v promtool >/dev/null || { echo 'promtool not found: install "
-       "the Debian package prometheus'; exit 127; }; promtool check metrics "
-       "< \"$0\"",
-       path},
-      absl::Seconds(60));
-  ASSERT_TRUE(lint.ok()) << lint.status();
-  EXPECT_EQ(lint->exit_code, 0) << lint->output;
-  std::remove(path.c_str());
+  const absl::Status lint = testing::PromtoolCheckMetrics(Scrape());
+  EXPECT_TRUE(lint.ok()) << lint;
 }
 
 // A client that does not read: the stream's queue fills (by message count

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -218,6 +219,33 @@ absl::StatusOr<int> BackgroundProcess::Wait(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   return exit_code_;
+}
+
+absl::Status PromtoolCheckMetrics(absl::string_view exposition) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string path = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                                  "/natsgw-scrape-XXXXXX");
+  const int fd = mkstemp(path.data());
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("mkstemp: ", strerror(errno)));
+  }
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << exposition;
+  }
+  close(fd);
+  absl::StatusOr<ProcessResult> lint = RunProcess(
+      {"/bin/sh", "-c",
+       "command -v promtool >/dev/null || { echo 'promtool not found: install "
+       "the Debian package prometheus'; exit 127; }; promtool check metrics "
+       "< \"$0\"",
+       path},
+      absl::Seconds(60));
+  unlink(path.c_str());
+  if (!lint.ok()) return lint.status();
+  if (lint->exit_code == 127) return absl::NotFoundError(lint->output);
+  if (lint->exit_code != 0) return absl::InvalidArgumentError(lint->output);
+  return absl::OkStatus();
 }
 
 }  // namespace natsgw::testing

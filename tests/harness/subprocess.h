@@ -46,6 +46,12 @@ struct ProcessResult {
 absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                          absl::Duration timeout);
 
+// Runs `promtool check metrics` (Debian package prometheus) on a Prometheus
+// text exposition, as a scrape would read it. OK when it passes;
+// INVALID_ARGUMENT with promtool's output when it does not; NOT_FOUND when
+// promtool is not installed.
+absl::Status PromtoolCheckMetrics(absl::string_view exposition);
+
 // A program running in the background, its stdout and stderr appended to a
 // file, for tests that crash and restart services. Started in a process group
 // of its own and killed with its parent (PR_SET_PDEATHSIG); the destructor

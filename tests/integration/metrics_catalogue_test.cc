@@ -293,21 +293,8 @@ TEST_F(MetricsCatalogueTest, CodeAndCatalogueAgree) {
   auto scrape = testing::HttpGet("127.0.0.1", (*server)->port(), "/metrics");
   ASSERT_TRUE(scrape.ok()) << scrape.status();
   ASSERT_EQ(scrape->status, 200);
-  const std::string path = ::testing::TempDir() + "natsgw_scrape.txt";
-  {
-    std::ofstream out(path, std::ios::trunc);
-    out << scrape->body;
-  }
-  auto lint = testing::RunProcess(
-      {"/bin/sh", "-c",
-       "command -v promtool >/dev/null || { echo 'promtool not found: install "
-       "the Debian package prometheus'; exit 127; }; promtool check metrics "
-       "< \"$0\"",
-       path},
-      absl::Seconds(60));
-  ASSERT_TRUE(lint.ok()) << lint.status();
-  EXPECT_EQ(lint->exit_code, 0) << lint->output;
-  std::remove(path.c_str());
+  const absl::Status lint = testing::PromtoolCheckMetrics(scrape->body);
+  EXPECT_TRUE(lint.ok()) << lint;
 }
 
 }  // namespace

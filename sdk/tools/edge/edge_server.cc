@@ -167,8 +167,20 @@ struct StreamState {
 // local and peer ports and peer address are the request's. civetweb 1.15
 // does not hand it out, and the edge needs it to bound the time a body may
 // take (BodyDeadlines) and to drain a refused body without blocking.
-// -1 if none matches.
-int FindSocket(const mg_request_info& info) {
+// -1 if none matches. It walks every descriptor of the process, so it is
+// only called when a socket is actually needed: a refusal, or a body
+// deadline that passed.
+struct ConnectionKey {
+  int server_port = 0;
+  int remote_port = 0;
+  std::string remote_addr;
+
+  static ConnectionKey Of(const mg_request_info& info) {
+    return {info.server_port, info.remote_port, info.remote_addr};
+  }
+};
+
+int FindSocket(const ConnectionKey& key) {
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return -1;
   int found = -1;
@@ -198,8 +210,8 @@ int FindSocket(const mg_request_info& info) {
     } else {
       continue;
     }
-    if (local_port == info.server_port && peer_port == info.remote_port &&
-        absl::string_view(host) == absl::string_view(info.remote_addr)) {
+    if (local_port == key.server_port && peer_port == key.remote_port &&
+        absl::string_view(host) == key.remote_addr) {
       found = fd;
       break;
     }
@@ -216,9 +228,13 @@ int FindSocket(const mg_request_info& info) {
 // is answered (408) instead of holding the worker for as long as the client
 // likes.
 //
+// The socket is looked up (FindSocket) only when its deadline passes, so a
+// body that arrives in time costs an Arm and a Disarm and no system call.
+//
 // Thread-safety: every method may be called from any thread; one mutex
-// guards the armed deadlines, and a socket is shut down only while its
-// deadline is armed, i.e. while its request still owns the descriptor.
+// guards the armed deadlines, and a socket is looked up and shut down only
+// while its deadline is armed, i.e. while its request still owns the
+// connection.
 class BodyDeadlines {
  public:
   BodyDeadlines() : thread_([this] { Run(); }) {}
@@ -231,11 +247,12 @@ class BodyDeadlines {
     thread_.join();
   }
 
-  // Arms `deadline` for socket `fd`; Disarm says whether it passed.
-  uint64_t Arm(int fd, absl::Time deadline) {
+  // Arms `deadline` for the connection `key`; Disarm says whether it
+  // passed.
+  uint64_t Arm(ConnectionKey key, absl::Time deadline) {
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t id = ++next_id_;
-    armed_[id] = {fd, deadline, false};
+    armed_[id] = {std::move(key), deadline, false};
     cv_.notify_all();
     return id;
   }
@@ -250,7 +267,7 @@ class BodyDeadlines {
 
  private:
   struct Armed {
-    int fd;
+    ConnectionKey key;
     absl::Time deadline;
     bool fired;
   };
@@ -263,7 +280,9 @@ class BodyDeadlines {
       for (auto& [id, a] : armed_) {
         if (a.fired) continue;
         if (now >= a.deadline) {
-          ::shutdown(a.fd, SHUT_RD);
+          if (const int fd = FindSocket(a.key); fd >= 0) {
+            ::shutdown(fd, SHUT_RD);
+          }
           a.fired = true;
         } else {
           next = std::min(next, a.deadline);
@@ -659,7 +678,9 @@ class EdgeServer::Impl {
     const bool awaits_continue =
         expect != nullptr && absl::EqualsIgnoreCase(expect, "100-continue") &&
         !continue_sent_;
-    const int fd = awaits_continue || info->is_ssl ? -1 : FindSocket(*info);
+    const int fd = awaits_continue || info->is_ssl
+                       ? -1
+                       : FindSocket(ConnectionKey::Of(*info));
     if (fd >= 0 && ::shutdown(fd, SHUT_WR) == 0) {
       const absl::Time deadline = absl::Now() + kLingerTime;
       char buffer[16384];
@@ -906,7 +927,6 @@ class EdgeServer::Impl {
     if (declared > 0) body->reserve(static_cast<size_t>(declared));
     // The whole body within read_timeout: see BodyDeadlines.
     const mg_request_info* info = mg_get_request_info(c);
-    const int fd = info->is_ssl ? -1 : FindSocket(*info);
     struct Deadline {
       BodyDeadlines& deadlines;
       uint64_t id = 0;
@@ -918,8 +938,10 @@ class EdgeServer::Impl {
       }
       ~Deadline() { Disarm(); }
     } deadline{*deadlines_};
-    if (fd >= 0)
-      deadline.id = deadlines_->Arm(fd, start + options_.read_timeout);
+    if (!info->is_ssl) {
+      deadline.id = deadlines_->Arm(ConnectionKey::Of(*info),
+                                    start + options_.read_timeout);
+    }
     char buffer[16384];
     bool failed = false;
     while (true) {

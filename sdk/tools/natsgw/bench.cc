@@ -3,7 +3,6 @@
 // throughput and latency percentiles.
 #include <unistd.h>
 
-#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -67,53 +66,16 @@ absl::Status RunBench(const Invocation& invocation) {
   NATSGW_ASSIGN_OR_RETURN(options.headers, ParseHeaders(invocation.headers));
   NATSGW_ASSIGN_OR_RETURN(std::string input,
                           ReadPayloadArgument(invocation.args, 1));
-  // As `natsgw call` and `natsgw pub`: JSON the local schemas can encode is
-  // checked before connecting.
-  std::string payload;
-  std::unique_ptr<tools::SchemaSet> schemas;
-  std::optional<tools::MethodInfo> method;  // calls with a schema
-  const std::string type = absl::GetFlag(FLAGS_type);
-  bool encoded = false;
-  if (raw) {
-    payload = std::move(input);
-    encoded = true;
-  } else {
-    NATSGW_ASSIGN_OR_RETURN(schemas, LoadSchemas());
-    absl::StatusOr<std::string> local = absl::NotFoundError("");
-    std::string identifier;  // a method's payloads carry its service's
-    if (!publish) {
-      if (absl::StatusOr<tools::MethodInfo> found =
-              schemas->MethodForSubject(subject);
-          found.ok()) {
-        method = *found;
-        local = found->request_type;
-        identifier = found->file_identifier;
-      }
-    } else {
-      local = type.empty() ? schemas->EventTypeForSubject(subject)
-                           : absl::StatusOr<std::string>(type);
-    }
-    if (local.ok() && schemas->HasTable(*local)) {
-      NATSGW_ASSIGN_OR_RETURN(payload,
-                              EncodeJson(*schemas, *local, input, identifier));
-      encoded = true;
-    }
-  }
+  NATSGW_ASSIGN_OR_RETURN(
+      OutgoingPayload outgoing,
+      OutgoingPayload::Prepare(publish ? OutgoingPayload::Kind::kEvent
+                                       : OutgoingPayload::Kind::kCall,
+                               subject, absl::GetFlag(FLAGS_type), raw,
+                               std::move(input)));
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connect());
-  if (!encoded) {
-    std::string resolved, identifier;
-    if (publish) {
-      NATSGW_ASSIGN_OR_RETURN(resolved,
-                              ResolveEventType(*conn, *schemas, subject, type));
-    } else {
-      NATSGW_ASSIGN_OR_RETURN(method,
-                              ResolveCallMethod(*conn, *schemas, subject));
-      resolved = method->request_type;
-      identifier = method->file_identifier;
-    }
-    NATSGW_ASSIGN_OR_RETURN(payload,
-                            EncodeJson(*schemas, resolved, input, identifier));
-  }
+  NATSGW_RETURN_IF_ERROR(outgoing.Resolve(*conn));
+  const std::string& payload = outgoing.bytes();
+  const tools::MethodInfo* method = outgoing.method();
 
   Err(absl::StrCat("bench: ", load.unit, " to ", subject, ", ", payload.size(),
                    " bytes each, concurrency ", load.concurrency, ", ",
@@ -143,9 +105,9 @@ absl::Status RunBench(const Invocation& invocation) {
     result = RunLoad(load, [&]() -> absl::Status {
       absl::StatusOr<Message> reply =
           conn->Request(subject, payload, timeout, options);
-      if (!reply.ok() || !method.has_value()) return reply.status();
+      if (!reply.ok() || method == nullptr) return reply.status();
       // A reply that is not the method's response type is a failed call.
-      return DecodeReply(*schemas, *method, reply->data).status();
+      return DecodeReply(*outgoing.schemas(), *method, reply->data).status();
     });
   }
   conn.reset();

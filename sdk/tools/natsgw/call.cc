@@ -133,37 +133,19 @@ absl::Status RunCall(const Invocation& invocation) {
   NATSGW_ASSIGN_OR_RETURN(options.headers, ParseHeaders(invocation.headers));
   NATSGW_ASSIGN_OR_RETURN(std::string input,
                           ReadPayloadArgument(invocation.args, 1));
-  std::unique_ptr<tools::SchemaSet> schemas;
-  tools::MethodInfo method;
-  std::string payload;
-  bool encoded = false;
-  if (absl::GetFlag(FLAGS_raw)) {
-    payload = std::move(input);
-    encoded = true;
-  } else {
-    NATSGW_ASSIGN_OR_RETURN(schemas, LoadSchemas());
-    // A method of the local schemas: the JSON is checked before connecting.
-    if (absl::StatusOr<tools::MethodInfo> local =
-            schemas->MethodForSubject(subject);
-        local.ok()) {
-      method = *std::move(local);
-      NATSGW_ASSIGN_OR_RETURN(payload,
-                              EncodeJson(*schemas, method.request_type, input,
-                                         method.file_identifier));
-      encoded = true;
-    }
-  }
+  NATSGW_ASSIGN_OR_RETURN(
+      OutgoingPayload outgoing,
+      OutgoingPayload::Prepare(OutgoingPayload::Kind::kCall, subject, "",
+                               absl::GetFlag(FLAGS_raw), std::move(input)));
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connect());
-  if (!encoded) {
-    NATSGW_ASSIGN_OR_RETURN(method,
-                            ResolveCallMethod(*conn, *schemas, subject));
-    NATSGW_ASSIGN_OR_RETURN(payload, EncodeJson(*schemas, method.request_type,
-                                                input, method.file_identifier));
-  }
+  NATSGW_RETURN_IF_ERROR(outgoing.Resolve(*conn));
+  const std::string& payload = outgoing.bytes();
+  tools::SchemaSet* const schemas = outgoing.schemas();
+  const tools::MethodInfo method =
+      outgoing.method() != nullptr ? *outgoing.method() : tools::MethodInfo{};
 
   if (count == 1) {
-    return OneCall(*conn, schemas.get(), method, subject, payload, options,
-                   timeout);
+    return OneCall(*conn, schemas, method, subject, payload, options, timeout);
   }
 
   EnableGracefulInterrupt();

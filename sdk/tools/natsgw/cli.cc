@@ -28,6 +28,7 @@
 #include "flags.h"
 #include "natsgw/redact.h"
 #include "natsgw/service_error.h"
+#include "natsgw/status_macros.h"
 #include "natsgw/validation.h"
 
 namespace natsgw::cli {
@@ -353,6 +354,61 @@ absl::StatusOr<std::string> EncodeJson(const tools::SchemaSet& schemas,
                         data.status().code() == absl::StatusCode::kNotFound
                             ? kExitNoSchema
                             : kExitUsage);
+}
+
+absl::StatusOr<OutgoingPayload> OutgoingPayload::Prepare(Kind kind,
+                                                         std::string subject,
+                                                         std::string type,
+                                                         bool raw,
+                                                         std::string input) {
+  OutgoingPayload out;
+  out.kind_ = kind;
+  out.subject_ = std::move(subject);
+  out.type_ = std::move(type);
+  if (raw) {
+    out.bytes_ = std::move(input);
+    out.encoded_ = true;
+    return out;
+  }
+  out.input_ = std::move(input);
+  NATSGW_ASSIGN_OR_RETURN(out.schemas_, LoadSchemas());
+  if (kind == Kind::kCall) {
+    absl::StatusOr<tools::MethodInfo> local =
+        out.schemas_->MethodForSubject(out.subject_);
+    if (local.ok()) {
+      out.method_ = *std::move(local);
+      NATSGW_RETURN_IF_ERROR(
+          out.Encode(out.method_->request_type, out.method_->file_identifier));
+    }
+  } else {
+    absl::StatusOr<std::string> local =
+        out.type_.empty() ? out.schemas_->EventTypeForSubject(out.subject_)
+                          : absl::StatusOr<std::string>(out.type_);
+    if (local.ok() && out.schemas_->HasTable(*local)) {
+      NATSGW_RETURN_IF_ERROR(out.Encode(*local, ""));
+    }
+  }
+  return out;
+}
+
+absl::Status OutgoingPayload::Resolve(Connection& conn) {
+  if (encoded_) return absl::OkStatus();
+  if (kind_ == Kind::kCall) {
+    NATSGW_ASSIGN_OR_RETURN(method_,
+                            ResolveCallMethod(conn, *schemas_, subject_));
+    return Encode(method_->request_type, method_->file_identifier);
+  }
+  NATSGW_ASSIGN_OR_RETURN(std::string type,
+                          ResolveEventType(conn, *schemas_, subject_, type_));
+  return Encode(type, "");
+}
+
+absl::Status OutgoingPayload::Encode(const std::string& type,
+                                     const std::string& file_identifier) {
+  NATSGW_ASSIGN_OR_RETURN(bytes_,
+                          EncodeJson(*schemas_, type, input_, file_identifier));
+  encoded_ = true;
+  return absl::OkStatus();
 }
 
 std::string JsonString(absl::string_view text) {

@@ -12,6 +12,7 @@
 #define NATSGW_SDK_TOOLS_NATSGW_CLI_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -179,6 +180,43 @@ absl::StatusOr<std::string> EncodeJson(const tools::SchemaSet& schemas,
                                        absl::string_view type,
                                        absl::string_view json,
                                        absl::string_view file_identifier = "");
+
+// What `call`, `pub` and `bench` send: the input as it is (--raw), or JSON
+// encoded as the method's request (a call) or the event's table (--type,
+// else the one the subject names). When the local schemas have the type it
+// is encoded by Prepare, before connecting, so a mistake costs no round
+// trip and needs no server; otherwise Resolve finds it through the
+// services' metadata once connected.
+//
+// Thread-safety: thread-compatible.
+class OutgoingPayload {
+ public:
+  enum class Kind { kCall, kEvent };
+
+  static absl::StatusOr<OutgoingPayload> Prepare(Kind kind, std::string subject,
+                                                 std::string type, bool raw,
+                                                 std::string input);
+  // Encodes what Prepare could not; does nothing if it did.
+  absl::Status Resolve(Connection& conn);
+
+  const std::string& bytes() const { return bytes_; }
+  // The called method once known (a call with a schema), else null.
+  const tools::MethodInfo* method() const {
+    return method_.has_value() ? &*method_ : nullptr;
+  }
+  // Null with --raw.
+  tools::SchemaSet* schemas() const { return schemas_.get(); }
+
+ private:
+  absl::Status Encode(const std::string& type,
+                      const std::string& file_identifier);
+
+  Kind kind_ = Kind::kCall;
+  std::string subject_, type_, input_, bytes_;
+  bool encoded_ = false;
+  std::unique_ptr<tools::SchemaSet> schemas_;
+  std::optional<tools::MethodInfo> method_;
+};
 
 // Strict JSON of `text` (quoted and escaped).
 std::string JsonString(absl::string_view text);

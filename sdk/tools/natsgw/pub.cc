@@ -34,30 +34,14 @@ absl::Status RunPub(const Invocation& invocation) {
   NATSGW_ASSIGN_OR_RETURN(options.headers, ParseHeaders(invocation.headers));
   NATSGW_ASSIGN_OR_RETURN(std::string input,
                           ReadPayloadArgument(invocation.args, 1));
-  std::string payload;
-  std::unique_ptr<tools::SchemaSet> schemas;
-  const std::string type = absl::GetFlag(FLAGS_type);
-  bool encoded = false;
-  if (raw) {
-    payload = std::move(input);
-    encoded = true;
-  } else {
-    NATSGW_ASSIGN_OR_RETURN(schemas, LoadSchemas());
-    // A table of the local schemas: the JSON is checked before connecting.
-    absl::StatusOr<std::string> local =
-        type.empty() ? schemas->EventTypeForSubject(subject)
-                     : absl::StatusOr<std::string>(type);
-    if (local.ok() && schemas->HasTable(*local)) {
-      NATSGW_ASSIGN_OR_RETURN(payload, EncodeJson(*schemas, *local, input));
-      encoded = true;
-    }
-  }
+  NATSGW_ASSIGN_OR_RETURN(
+      OutgoingPayload outgoing,
+      OutgoingPayload::Prepare(OutgoingPayload::Kind::kEvent, subject,
+                               absl::GetFlag(FLAGS_type), raw,
+                               std::move(input)));
   NATSGW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connect());
-  if (!encoded) {
-    NATSGW_ASSIGN_OR_RETURN(std::string resolved,
-                            ResolveEventType(*conn, *schemas, subject, type));
-    NATSGW_ASSIGN_OR_RETURN(payload, EncodeJson(*schemas, resolved, input));
-  }
+  NATSGW_RETURN_IF_ERROR(outgoing.Resolve(*conn));
+  const std::string& payload = outgoing.bytes();
 
   EnableGracefulInterrupt();
   const bool json = absl::GetFlag(FLAGS_json);

@@ -607,7 +607,21 @@ class ClusterFaultTest : public testing::NatsClusterTest {
     const std::vector<std::string> errors = producers_->errors();
     absl::Status healthy = cluster().WaitHealthy(absl::Seconds(60));
     ASSERT_TRUE(healthy.ok()) << healthy;
-    absl::StatusOr<ReplicaState> state = WaitConverged(absl::Seconds(90));
+    absl::StatusOr<ReplicaState> state = WaitConverged(absl::Seconds(30));
+    if (!state.ok()) {
+      // nats-server 2.9.10 catches a follower up only when the leader next
+      // appends to the log. A former leader that missed the last entries
+      // while paused, once the producers have stopped, waits for an append
+      // that never comes: a step-down makes the new leader append (its
+      // peer state), and the laggard catches up. The data compared below is
+      // unchanged by it.
+      std::cerr << "not converged after 30s (" << state.status()
+                << "); stepping the stream leader down\n";
+      ASSERT_TRUE(EnsureRaw().ok());
+      absl::Status stepped = raw_->StepDown();
+      std::cerr << "step-down: " << stepped << "\n";
+      state = WaitConverged(absl::Seconds(60));
+    }
     ASSERT_TRUE(state.ok()) << state.status();
     uint64_t gaps = 0;
     absl::Status read = ReadBack(*state, &gaps);
